@@ -1,0 +1,242 @@
+"""Reprice canonical requests against the pricing catalog: a pure lazy Polars transform.
+
+Canonical rows in, the same rows out (never dropped, never silently $0) with:
+  model_key, match_kind, price_id            which catalog price was used
+  list_cost_usd                              at list price
+  cost_usd                                   after contract terms
+  cost_<component>_usd                       breakdown of cost_usd
+  unpriced_reason                            why a row has no cost (then every cost is null)
+  price_flags                                priced, but worth a look (e.g. batch rate unknown)
+  contract_terms                             names of the contract terms applied
+
+Token semantics (canonical): input_tokens counts ALL prompt tokens, cached ones included;
+output_tokens counts ALL generated tokens, reasoning included. So uncached input is
+input - cache_read - cache_write, and text output is output - reasoning.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from pricing_catalog.catalog import Catalog
+from pricing_catalog.lookup import KEY_COLUMNS, LOOKUP_SCHEMA, resolve_keys
+from pricing_catalog.matching import MODEL_MAP_SCHEMA, match_models
+from pricing_catalog.units import UNITS
+from transforms.expressions import exact_quantity, flag_if, join_flags, seconds_of_day
+from transforms.schema import MONEY, ROW_ISSUES, TOKEN_COLUMNS, canonical_provider
+
+# component -> (usage expression, rate column)
+_USAGE = {
+    "input": pl.col("input_tokens").fill_null(0)
+    - pl.col("cache_read_tokens").fill_null(0)
+    - pl.col("cache_write_tokens").fill_null(0),
+    "cache_read": pl.col("cache_read_tokens").fill_null(0),
+    "cache_write": pl.col("cache_write_tokens").fill_null(0) - pl.col("cache_write_1h_tokens").fill_null(0),
+    "cache_write_1h": pl.col("cache_write_1h_tokens").fill_null(0),
+    "output": pl.col("output_tokens").fill_null(0) - pl.col("reasoning_tokens").fill_null(0),
+    "reasoning": pl.col("reasoning_tokens").fill_null(0),
+    "image": pl.col("image_count").fill_null(0),
+    "video": exact_quantity("video_seconds").fill_null(0),
+    "audio": exact_quantity("audio_seconds").fill_null(0),
+    "request": pl.lit(1, pl.Int64),
+}
+COMPONENT_COLUMNS = {
+    "input": "cost_input_usd",
+    "cache_read": "cost_cache_read_usd",
+    "cache_write": "cost_cache_write_5m_usd",
+    "cache_write_1h": "cost_cache_write_1h_usd",
+    "output": "cost_output_usd",
+    "reasoning": "cost_reasoning_usd",
+    "image": "cost_image_usd",
+    "video": "cost_video_usd",
+    "audio": "cost_audio_usd",
+    "request": "cost_request_usd",
+}
+RATE_OF = {u.component: u.rate_column for u in UNITS}
+REPRICE_COLUMNS = pl.Schema(
+    {
+        "model_key": pl.String,
+        "match_kind": pl.String,
+        "price_id": pl.String,
+        "list_cost_usd": MONEY,
+        "cost_usd": MONEY,
+        **{col: MONEY for col in COMPONENT_COLUMNS.values()},
+        "unpriced_reason": pl.String,
+        "price_flags": pl.String,
+        "contract_terms": pl.String,
+    }
+)
+
+
+def _media_variant() -> pl.Expr:
+    modality = pl.col("modality")
+    image = pl.concat_str(
+        [
+            pl.col("image_size").str.to_lowercase().fill_null("*"),
+            pl.col("image_quality").str.to_lowercase().fill_null("*"),
+        ],
+        separator="|",
+    )
+    return (
+        pl.when((modality == "video") & pl.col("video_resolution").is_not_null())
+        .then(pl.col("video_resolution").str.to_lowercase())
+        .when((modality == "image") & (pl.col("image_size").is_not_null() | pl.col("image_quality").is_not_null()))
+        .then(image)
+        .otherwise(pl.lit(""))
+    )
+
+
+def pricing_keys(requests: pl.LazyFrame, model_map: pl.LazyFrame) -> pl.LazyFrame:
+    """Attach the catalog model and the lookup key columns to each request."""
+    return (
+        requests.with_columns(canonical_provider(pl.col("provider")).alias("_provider"))
+        .join(
+            model_map.rename({"provider": "_provider", "model": "_model"}),
+            left_on=["_provider", "model"],
+            right_on=["_provider", "_model"],
+            how="left",
+            nulls_equal=True,
+            maintain_order="left",
+        )
+        .with_columns(
+            pl.col("started_at").dt.date().alias("day"),
+            seconds_of_day(pl.col("started_at")).alias("_tod_s"),
+            pl.when(pl.col("context_applies"))
+            .then(pl.col("service_tier").str.to_lowercase().fill_null("default"))
+            .otherwise(pl.lit(""))
+            .alias("price_tier"),
+            (pl.col("context_applies") & pl.col("batch").fill_null(False)).fill_null(False).alias("price_batch"),
+            _media_variant().alias("media_variant"),
+            pl.col("region").str.to_lowercase().fill_null("").alias("region_key"),
+        )
+    )
+
+
+def distinct_keys(keyed: pl.LazyFrame) -> pl.LazyFrame:
+    return keyed.select(KEY_COLUMNS).filter(pl.col("model_key").is_not_null()).unique()
+
+
+def _invalid_usage() -> pl.Expr:
+    negatives = [
+        flag_if(pl.col(c) < 0, f"invalid_usage:negative_{c}")
+        for c in (*TOKEN_COLUMNS, "image_count", "video_seconds", "audio_seconds")
+    ]
+    subsets = [
+        flag_if(
+            pl.col("cache_read_tokens").fill_null(0) + pl.col("cache_write_tokens").fill_null(0)
+            > pl.col("input_tokens").fill_null(0),
+            "invalid_usage:cache_above_input",
+        ),
+        flag_if(
+            pl.col("cache_write_1h_tokens").fill_null(0) > pl.col("cache_write_tokens").fill_null(0),
+            "invalid_usage:cache_write_1h_above_cache_write",
+        ),
+        flag_if(
+            pl.col("reasoning_tokens").fill_null(0) > pl.col("output_tokens").fill_null(0),
+            "invalid_usage:reasoning_above_output",
+        ),
+    ]
+    return join_flags([*negatives, *subsets])
+
+
+def _usage_missing() -> pl.Expr:
+    modality = pl.col("modality")
+    tokens_missing = pl.col("input_tokens").is_null() & pl.col("output_tokens").is_null()
+    return (
+        pl.when(modality == "image")
+        .then(pl.col("image_count").is_null() & tokens_missing)
+        .when(modality == "video")
+        .then(pl.col("video_seconds").is_null() & tokens_missing)
+        .when(modality == "audio")
+        .then(pl.col("audio_seconds").is_null() & tokens_missing)
+        .otherwise(tokens_missing)
+    )
+
+
+def apply_prices(keyed: pl.LazyFrame, lookup: pl.LazyFrame) -> pl.LazyFrame:
+    """Join resolved price segments onto keyed requests and compute every cost column."""
+    in_tokens = pl.col("input_tokens").fill_null(0)
+    in_segment = (
+        (pl.col("_tod_s") >= pl.col("tod_start_s"))
+        & (pl.col("_tod_s") < pl.col("tod_end_s"))
+        & (in_tokens > pl.col("band_above"))
+        & (pl.col("band_upto").is_null() | (in_tokens <= pl.col("band_upto")))
+    )
+    joined = keyed.join(lookup, on=list(KEY_COLUMNS), how="left", nulls_equal=True, maintain_order="left").filter(
+        pl.col("price_id").is_null() | in_segment
+    )
+
+    # Components with usage but no rate: priced at nothing, so they are named on the row.
+    positive = {c: (_USAGE[c] > 0) for c in COMPONENT_COLUMNS if c != "request"}
+    unrated = [
+        flag_if(pl.col("price_id").is_not_null() & positive[c] & pl.col(RATE_OF[c]).is_null(), f"rate_missing:{c}")
+        for c in positive
+    ]
+    any_rated_usage = pl.any_horizontal(
+        [positive[c] & pl.col(RATE_OF[c]).is_not_null() for c in positive]
+        + [pl.col(RATE_OF["request"]).is_not_null()]
+    )
+    any_usage = pl.any_horizontal(list(positive.values()))
+
+    reason = pl.coalesce(
+        pl.col(ROW_ISSUES),
+        _invalid_usage(),
+        pl.when(pl.col("match_kind").is_in(["unknown_provider", "unknown_model"])).then(pl.col("match_kind")),
+        pl.when(pl.col("model_key").is_null()).then(pl.lit("unknown_model")),
+        pl.col("lookup_miss"),
+        pl.when(_usage_missing()).then(pl.lit("usage_missing")),
+        # Usage exists but none of it has a rate: that is an unknown price, not a free request.
+        pl.when(any_usage & ~any_rated_usage).then(pl.lit("no_rate_for_usage")),
+    )
+
+    def cost(component: str, prefix: str = "") -> pl.Expr:
+        rate = pl.col(prefix + RATE_OF[component])
+        return (_USAGE[component] * rate).fill_null(0).cast(MONEY)
+
+    components = {col: cost(c) for c, col in COMPONENT_COLUMNS.items()}
+    list_total = pl.sum_horizontal([cost(c, "list_") for c in COMPONENT_COLUMNS]).cast(MONEY)
+    priced = pl.col("unpriced_reason").is_null()
+
+    return (
+        joined.with_columns(reason.alias("unpriced_reason"))
+        .with_columns(
+            *[pl.when(priced).then(expr).alias(col) for col, expr in components.items()],
+            pl.when(priced).then(list_total).alias("list_cost_usd"),
+            join_flags(
+                [
+                    pl.col("price_note"),
+                    flag_if(
+                        (pl.col("match_kind") == "genai_fallback")
+                        & (pl.col("batch").fill_null(False) | pl.col("service_tier").is_in(["flex", "priority"])),
+                        "request_context_not_priced",
+                    ),
+                    *unrated,
+                ]
+            ).alias("price_flags"),
+        )
+        .with_columns(
+            pl.when(priced)
+            .then(pl.sum_horizontal([pl.col(c) for c in COMPONENT_COLUMNS.values()]).cast(MONEY))
+            .alias("cost_usd")
+        )
+    )
+
+
+def finish(priced: pl.LazyFrame, input_columns: list[str]) -> pl.LazyFrame:
+    return priced.select(*input_columns, *REPRICE_COLUMNS.keys())
+
+
+def reprice(requests: pl.LazyFrame, catalog: Catalog) -> pl.LazyFrame:
+    """Reprice canonical requests. Collects only the small distinct-key frames; the request
+    frame itself stays lazy, so callers can stream it into a sink or a roll-up."""
+    input_columns = requests.collect_schema().names()
+    pairs = (
+        requests.select(canonical_provider(pl.col("provider")).alias("provider"), pl.col("model"))
+        .unique()
+        .collect()
+    )
+    model_map = match_models(catalog, pairs) if pairs.height else pl.DataFrame(schema=MODEL_MAP_SCHEMA)
+    keyed = pricing_keys(requests, model_map.lazy())
+    keys = distinct_keys(keyed).collect()
+    lookup = resolve_keys(catalog, keys) if keys.height else pl.DataFrame(schema=LOOKUP_SCHEMA)
+    return finish(apply_prices(keyed, lookup.lazy()), input_columns)

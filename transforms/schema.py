@@ -1,0 +1,116 @@
+"""The canonical request record: one row per upstream attempt.
+
+Declared once here; every reader, adapter and transform validates against these dtypes.
+Field-by-field documentation lives in docs/data-model.md.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+UTC_DATETIME = pl.Datetime("us", "UTC")
+# Money: 18 decimal places holds any per-token rate of a per-million-token price with up to
+# 12 decimals exactly, and 20 integer digits leave room for any realistic total.
+MONEY = pl.Decimal(38, 18)
+
+STATUSES = ("success", "error", "timeout", "rejected", "cancelled")
+MODALITIES = ("text", "embedding", "image", "video", "audio")
+SERVICE_TIERS = ("default", "flex", "priority")
+
+TOKEN_COLUMNS = (
+    "input_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cache_write_1h_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+)
+
+CANONICAL_SCHEMA: pl.Schema = pl.Schema(
+    {
+        "request_id": pl.String,
+        "attempt": pl.Int32,
+        "trace_id": pl.String,
+        "started_at": UTC_DATETIME,
+        "first_token_at": UTC_DATETIME,
+        "ended_at": UTC_DATETIME,
+        "gateway": pl.String,
+        "provider": pl.String,
+        "model": pl.String,
+        "region": pl.String,
+        "service_tier": pl.String,
+        "batch": pl.Boolean,
+        "feature": pl.String,
+        "team": pl.String,
+        "user": pl.String,
+        "api_key_id": pl.String,
+        "status": pl.String,
+        "modality": pl.String,
+        "input_tokens": pl.Int64,
+        "cache_read_tokens": pl.Int64,
+        "cache_write_tokens": pl.Int64,
+        "cache_write_1h_tokens": pl.Int64,
+        "output_tokens": pl.Int64,
+        "reasoning_tokens": pl.Int64,
+        "image_count": pl.Int64,
+        "image_size": pl.String,
+        "image_quality": pl.String,
+        "video_seconds": pl.Float64,
+        "video_resolution": pl.String,
+        "audio_seconds": pl.Float64,
+        "gateway_cost_usd": MONEY,
+    }
+)
+
+# A file must carry these; every other column is optional and filled with its default.
+REQUIRED_COLUMNS = ("request_id", "started_at", "provider", "model")
+
+# Defaults for optional columns a source does not provide. Token columns stay null when
+# absent: a missing count is "usage_missing", never zero.
+COLUMN_DEFAULTS: dict[str, object] = {
+    "attempt": 1,
+    "batch": False,
+    "status": "success",
+    "modality": "text",
+}
+
+# Validation problems found on a row; they travel with it so that nothing is dropped.
+ROW_ISSUES = "row_issues"
+
+# Provider spellings seen in gateway logs, mapped to genai-prices provider ids.
+PROVIDER_ALIASES: dict[str, str] = {
+    "bedrock": "aws",
+    "aws_bedrock": "aws",
+    "amazon_bedrock": "aws",
+    "amazon-bedrock": "aws",
+    "vertex_ai": "google",
+    "vertex": "google",
+    "vertex-ai": "google",
+    "gemini": "google",
+    "google_ai_studio": "google",
+    "google-ai-studio": "google",
+    "azure_openai": "azure",
+    "azure-openai": "azure",
+    "azure_ai": "azure",
+    "openai_compatible": "openai",
+    "xai": "x-ai",
+    "grok": "x-ai",
+    "mistralai": "mistral",
+    "together_ai": "together",
+    "togetherai": "together",
+    "fireworks_ai": "fireworks",
+    "fireworks-ai": "fireworks",
+    "moonshot": "moonshotai",
+    "zhipu": "zhipuai",
+    "claude": "anthropic",
+}
+
+
+def canonical_provider(expr: pl.Expr) -> pl.Expr:
+    """Lower-case, trimmed provider id with aliases resolved."""
+    cleaned = expr.str.strip_chars().str.to_lowercase()
+    return cleaned.replace(PROVIDER_ALIASES)
+
+
+def empty_canonical() -> pl.DataFrame:
+    return pl.DataFrame(schema=CANONICAL_SCHEMA).with_columns(pl.lit(None, pl.String).alias(ROW_ISSUES))
