@@ -66,7 +66,9 @@ def _expand_contexts(rows: list[PriceRow]) -> list[PriceRow]:
                 continue
             if batch == r.batch:
                 out.append(r.with_(service_tier=tier, batch=batch))
-            elif batch and not r.batch and (r.model_key, r.media_variant, r.source) not in has_batch:
+            elif (
+                batch and not r.batch and (r.model_key, r.media_variant, r.source) not in has_batch
+            ):
                 out.append(r.with_(service_tier=tier, batch=True, note="batch_rate_not_in_catalog"))
     return out
 
@@ -74,7 +76,9 @@ def _expand_contexts(rows: list[PriceRow]) -> list[PriceRow]:
 def _fill_bands(rows: list[PriceRow]) -> list[PriceRow]:
     groups: dict[tuple[object, ...], list[PriceRow]] = defaultdict(list)
     for r in rows:
-        groups[(r.model_key, r.service_tier, r.batch, r.media_variant, r.valid_from, r.source)].append(r)
+        groups[
+            (r.model_key, r.service_tier, r.batch, r.media_variant, r.valid_from, r.source)
+        ].append(r)
     out = []
     for group in groups.values():
         group.sort(key=lambda r: r.band_above)
@@ -90,7 +94,7 @@ def _clip(rows: list[PriceRow], covered: list[tuple[dt.date, dt.date | None]]) -
     for r in rows:
         pieces: list[tuple[dt.date, dt.date | None]] = [(r.valid_from, r.valid_to)]
         for c_from, c_to in covered:
-            nxt = []
+            nxt: list[tuple[dt.date, dt.date | None]] = []
             for p_from, p_to in pieces:
                 # left remainder
                 if p_from < c_from:

@@ -28,6 +28,8 @@ GENAI_KEYS = {
     "output_mtok": "output_mtok",
     "output_reasoning_mtok": "reasoning_mtok",
 }
+# Durations genai-prices quotes per hour, which canonical requests carry in seconds.
+GENAI_PER_HOUR_KEYS = {"audio_hours": "per_audio_second"}
 
 
 def genai_version() -> str:
@@ -108,6 +110,10 @@ def _rates_and_bands(model_price: Any) -> list[tuple[int, int | None, dict[str, 
         rates = resolve_chain(rates)
         if requests_kcount is not None:
             rates["per_request"] = requests_kcount / 1000
+        for key, ours in GENAI_PER_HOUR_KEYS.items():
+            per_hour = getattr(model_price, key, None)
+            if isinstance(per_hour, Decimal):
+                rates[ours] = per_hour / 3600
         bands.append((above, upto, rates))
     return bands
 
@@ -142,7 +148,9 @@ def model_rows(provider: Any, model: Any) -> list[PriceRow]:
                 notes = []
                 if batch and not _has_variant(model, "processing", "batch", at):
                     notes.append("batch_rate_not_in_catalog")
-                if tier in ("flex", "priority") and not _has_variant(model, "service_tier", tier, at):
+                if tier in ("flex", "priority") and not _has_variant(
+                    model, "service_tier", tier, at
+                ):
                     notes.append(f"{tier}_rate_not_in_catalog")
                 for above, upto, rates in _rates_and_bands(resolved):
                     rows.append(

@@ -17,6 +17,7 @@ from pricing_catalog.catalog import Catalog
 from pricing_catalog.rows import MONEY_RATE, RATE_QUANTUM, PriceRow, per_unit_rate
 from pricing_catalog.units import UNITS
 from pricing_catalog.yaml_source import ContractTerm
+from transforms.schema import schema_of
 
 KEY_COLUMNS = ("model_key", "price_tier", "price_batch", "media_variant", "day", "region_key")
 KEY_SCHEMA = pl.Schema(
@@ -29,7 +30,7 @@ KEY_SCHEMA = pl.Schema(
         "region_key": pl.String,
     }
 )
-LOOKUP_SCHEMA = pl.Schema(
+LOOKUP_SCHEMA = schema_of(
     {
         **KEY_SCHEMA,
         "price_id": pl.String,
@@ -82,7 +83,9 @@ def contract_adjustment(
         if batch is not None:
             names.append(batch.name)
             batch_factor = ONE - (batch.batch_discount_pct or Decimal(0)) / HUNDRED
-    regional = next((t for t in active if t.region_multiplier is not None and t.matches_region(region)), None)
+    regional = next(
+        (t for t in active if t.region_multiplier is not None and t.matches_region(region)), None
+    )
     if regional is not None:
         names.append(regional.name)
         region_factor = regional.region_multiplier or ONE
@@ -129,8 +132,12 @@ def resolve_keys(catalog: Catalog, keys: pl.DataFrame) -> pl.DataFrame:
             records.append({**key, "lookup_miss": miss})
             continue
         for row in rows:
-            batch_unrated = bool(key["price_batch"]) and "batch_rate_not_in_catalog" in (row.note or "")
-            adj = contract_adjustment(catalog.contracts, model_key, day, key["region_key"] or "", batch_unrated)
+            batch_unrated = bool(key["price_batch"]) and "batch_rate_not_in_catalog" in (
+                row.note or ""
+            )
+            adj = contract_adjustment(
+                catalog.contracts, model_key, day, key["region_key"] or "", batch_unrated
+            )
             rec: dict[str, object] = {
                 **key,
                 "price_id": row.price_id(),
@@ -143,7 +150,9 @@ def resolve_keys(catalog: Catalog, keys: pl.DataFrame) -> pl.DataFrame:
             }
             for unit in UNITS:
                 quoted = row.rates.get(unit.name)
-                rec[f"list_{unit.rate_column}"] = None if quoted is None else per_unit_rate(unit.name, quoted)
+                rec[f"list_{unit.rate_column}"] = (
+                    None if quoted is None else per_unit_rate(unit.name, quoted)
+                )
                 contract_quoted = adj.overrides.get(unit.name)
                 if contract_quoted is None and quoted is not None:
                     contract_quoted = quoted * adj.factor

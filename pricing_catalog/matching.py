@@ -19,7 +19,8 @@ MODEL_MAP_SCHEMA = pl.Schema(
         "provider": pl.String,  # as canonicalized from the log
         "model": pl.String,  # as logged
         "model_key": pl.String,  # "provider/model id" in the catalog, null when unknown
-        "match_kind": pl.String,  # alias | catalog | genai | genai_fallback | unknown_provider | unknown_model
+        # alias | catalog | genai | genai_fallback | unknown_provider | unknown_model
+        "match_kind": pl.String,
         "context_applies": pl.Boolean,  # false: request context (batch, tier) is not priced
     }
 )

@@ -14,6 +14,7 @@ from decimal import Decimal
 import polars as pl
 
 from pricing_catalog.units import UNITS, UNITS_BY_NAME
+from transforms.schema import schema_of
 
 MONEY_RATE = pl.Decimal(38, 18)
 RATE_QUANTUM = Decimal("1e-18")
@@ -91,7 +92,7 @@ def media_variant_key(size: str | None, quality: str | None, resolution: str | N
     return ""
 
 
-PRICE_TABLE_SCHEMA = pl.Schema(
+PRICE_TABLE_SCHEMA = schema_of(
     {
         "price_id": pl.String,
         "model_key": pl.String,

@@ -106,13 +106,27 @@ class _Loader(yaml.SafeLoader):
     """SafeLoader that records each mapping's line in a `__line__` key."""
 
 
-def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> dict[str, Any]:
-    mapping = yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+def _construct_mapping(
+    loader: _Loader, node: yaml.MappingNode, deep: bool = False
+) -> dict[str, Any]:
+    mapping: dict[str, Any] = {
+        str(k): v for k, v in yaml.SafeLoader.construct_mapping(loader, node, deep=deep).items()
+    }
     mapping["__line__"] = node.start_mark.line + 1
     return mapping
 
 
+def _construct_timestamp(loader: _Loader, node: yaml.ScalarNode) -> Any:
+    """An impossible date (2025-13-01) stays a string, so it is reported with its entry's line
+    instead of aborting the whole file with a bare ValueError."""
+    try:
+        return yaml.SafeLoader.construct_yaml_timestamp(loader, node)
+    except ValueError:
+        return loader.construct_scalar(node)
+
+
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _construct_timestamp)
 
 
 def _date(path: str, line: int, key: str, value: Any) -> dt.date:
@@ -123,7 +137,9 @@ def _date(path: str, line: int, key: str, value: Any) -> dt.date:
     try:
         return dt.date.fromisoformat(str(value))
     except ValueError:
-        raise CatalogError(path, line, f"{key}: expected a date YYYY-MM-DD, got {value!r}") from None
+        raise CatalogError(
+            path, line, f"{key}: expected a date YYYY-MM-DD, got {value!r}"
+        ) from None
 
 
 def _money(path: str, line: int, key: str, value: Any) -> Decimal:
@@ -141,7 +157,9 @@ def _money(path: str, line: int, key: str, value: Any) -> Decimal:
     return number
 
 
-def _text(path: str, line: int, entry: dict[str, Any], key: str, required: bool = False) -> str | None:
+def _text(
+    path: str, line: int, entry: dict[str, Any], key: str, required: bool = False
+) -> str | None:
     value = entry.get(key)
     if value is None:
         if required:
@@ -166,7 +184,9 @@ def _parse_row(path: str, entry: dict[str, Any], source: str) -> tuple[PriceRow,
     model = _text(path, line, entry, "model", required=True) or ""
     tier = _text(path, line, entry, "service_tier")
     if tier is not None and tier not in ("default", "flex", "priority"):
-        raise CatalogError(path, line, f"service_tier: expected default, flex or priority, got {tier!r}")
+        raise CatalogError(
+            path, line, f"service_tier: expected default, flex or priority, got {tier!r}"
+        )
     batch = entry.get("batch", False)
     if not isinstance(batch, bool):
         raise CatalogError(path, line, f"batch: expected true or false, got {batch!r}")
@@ -174,13 +194,21 @@ def _parse_row(path: str, entry: dict[str, Any], source: str) -> tuple[PriceRow,
     valid_to = entry.get("valid_to")
     valid_to_date = None if valid_to is None else _date(path, line, "valid_to", valid_to)
     if valid_to_date is not None and valid_to_date <= valid_from:
-        raise CatalogError(path, line, f"valid_to {valid_to_date} is not after valid_from {valid_from}")
+        raise CatalogError(
+            path, line, f"valid_to {valid_to_date} is not after valid_from {valid_from}"
+        )
     above = entry.get("above_input_tokens", -1)
     if isinstance(above, bool) or not isinstance(above, int) or above < -1:
-        raise CatalogError(path, line, f"above_input_tokens: expected a whole number, got {above!r}")
+        raise CatalogError(
+            path, line, f"above_input_tokens: expected a whole number, got {above!r}"
+        )
     match = entry.get("match") or []
     if isinstance(match, str):
         match = [match]
+    # The YAML note cites where a price is from. PriceRow.note carries machine flags
+    # (batch_rate_not_in_catalog, ...) into every repriced row's price_flags, so the citation
+    # is kept in `extra` instead.
+    note = _text(path, line, entry, "note")
     row = PriceRow(
         provider=provider.lower(),
         model_id=model.lower(),
@@ -194,8 +222,8 @@ def _parse_row(path: str, entry: dict[str, Any], source: str) -> tuple[PriceRow,
         image_quality=_text(path, line, entry, "image_quality"),
         video_resolution=_text(path, line, entry, "video_resolution"),
         band_above=above,
-        note=_text(path, line, entry, "note"),
         origin=f"{path}:{line}",
+        extra={"note": note} if note else {},
     )
     return row, [str(m).lower() for m in match]
 
@@ -226,17 +254,25 @@ def _parse_contract(path: str, entry: dict[str, Any], source: str) -> ContractTe
         provider=(_text(path, line, entry, "provider", required=True) or "").lower(),
         model=(_text(path, line, entry, "model") or "*").lower(),
         valid_from=_date(path, line, "valid_from", entry.get("valid_from", OPEN_START)),
-        valid_to=None if entry.get("valid_to") is None else _date(path, line, "valid_to", entry["valid_to"]),
+        valid_to=None
+        if entry.get("valid_to") is None
+        else _date(path, line, "valid_to", entry["valid_to"]),
         discount_pct=pct["discount_pct"],
         batch_discount_pct=pct["batch_discount_pct"],
         regions=tuple(str(r).lower() for r in regions),
-        region_multiplier=None if multiplier is None else _money(path, line, "region_multiplier", multiplier),
+        region_multiplier=None
+        if multiplier is None
+        else _money(path, line, "region_multiplier", multiplier),
         rate_overrides=overrides,
         source=source,
         origin=f"{path}:{line}",
     )
-    if not (overrides or term.discount_pct is not None or term.batch_discount_pct is not None or regions):
-        raise CatalogError(path, line, "contract term changes nothing (no discount, multiplier or rate)")
+    if not (
+        overrides or term.discount_pct is not None or term.batch_discount_pct is not None or regions
+    ):
+        raise CatalogError(
+            path, line, "contract term changes nothing (no discount, multiplier or rate)"
+        )
     if overrides and term.discount_pct is not None:
         raise CatalogError(path, line, "a term sets either rates or discount_pct, not both")
     return term
@@ -264,7 +300,7 @@ def load_price_file(path: Path, source: str) -> tuple[PriceFile, list[CatalogErr
     out = PriceFile(path=name)
     errors: list[CatalogError] = []
     try:
-        doc = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)  # noqa: S506 - SafeLoader subclass
+        doc = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)
     except (OSError, UnicodeDecodeError) as exc:
         return out, [CatalogError(name, None, f"cannot read file: {exc}")]
     except yaml.YAMLError as exc:

@@ -22,7 +22,11 @@ def flag_if(condition: pl.Expr, flag: str) -> pl.Expr:
 
 
 def seconds_of_day(ts: pl.Expr) -> pl.Expr:
-    return (ts.dt.hour().cast(pl.Int32) * 3600 + ts.dt.minute().cast(pl.Int32) * 60 + ts.dt.second().cast(pl.Int32))
+    return (
+        ts.dt.hour().cast(pl.Int32) * 3600
+        + ts.dt.minute().cast(pl.Int32) * 60
+        + ts.dt.second().cast(pl.Int32)
+    )
 
 
 def zero_if_null(name: str) -> pl.Expr:

@@ -16,6 +16,8 @@ input - cache_read - cache_write, and text output is output - reasoning.
 
 from __future__ import annotations
 
+import datetime as dt
+
 import polars as pl
 
 from pricing_catalog.catalog import Catalog
@@ -23,7 +25,7 @@ from pricing_catalog.lookup import KEY_COLUMNS, LOOKUP_SCHEMA, resolve_keys
 from pricing_catalog.matching import MODEL_MAP_SCHEMA, match_models
 from pricing_catalog.units import UNITS
 from transforms.expressions import exact_quantity, flag_if, join_flags, seconds_of_day
-from transforms.schema import MONEY, ROW_ISSUES, TOKEN_COLUMNS, canonical_provider
+from transforms.schema import MONEY, ROW_ISSUES, TOKEN_COLUMNS, canonical_provider, schema_of
 
 # component -> (usage expression, rate column)
 _USAGE = {
@@ -31,7 +33,8 @@ _USAGE = {
     - pl.col("cache_read_tokens").fill_null(0)
     - pl.col("cache_write_tokens").fill_null(0),
     "cache_read": pl.col("cache_read_tokens").fill_null(0),
-    "cache_write": pl.col("cache_write_tokens").fill_null(0) - pl.col("cache_write_1h_tokens").fill_null(0),
+    "cache_write": pl.col("cache_write_tokens").fill_null(0)
+    - pl.col("cache_write_1h_tokens").fill_null(0),
     "cache_write_1h": pl.col("cache_write_1h_tokens").fill_null(0),
     "output": pl.col("output_tokens").fill_null(0) - pl.col("reasoning_tokens").fill_null(0),
     "reasoning": pl.col("reasoning_tokens").fill_null(0),
@@ -53,7 +56,7 @@ COMPONENT_COLUMNS = {
     "request": "cost_request_usd",
 }
 RATE_OF = {u.component: u.rate_column for u in UNITS}
-REPRICE_COLUMNS = pl.Schema(
+REPRICE_COLUMNS = schema_of(
     {
         "model_key": pl.String,
         "match_kind": pl.String,
@@ -80,14 +83,24 @@ def _media_variant() -> pl.Expr:
     return (
         pl.when((modality == "video") & pl.col("video_resolution").is_not_null())
         .then(pl.col("video_resolution").str.to_lowercase())
-        .when((modality == "image") & (pl.col("image_size").is_not_null() | pl.col("image_quality").is_not_null()))
+        .when(
+            (modality == "image")
+            & (pl.col("image_size").is_not_null() | pl.col("image_quality").is_not_null())
+        )
         .then(image)
         .otherwise(pl.lit(""))
     )
 
 
-def pricing_keys(requests: pl.LazyFrame, model_map: pl.LazyFrame) -> pl.LazyFrame:
-    """Attach the catalog model and the lookup key columns to each request."""
+def pricing_keys(
+    requests: pl.LazyFrame, model_map: pl.LazyFrame, price_at: dt.date | None = None
+) -> pl.LazyFrame:
+    """Attach the catalog model and the lookup key columns to each request.
+
+    `price_at` prices every request as if made on that day (what-if repricing); by default a
+    request is priced as of its own `started_at`.
+    """
+    day = pl.col("started_at").dt.date() if price_at is None else pl.lit(price_at, pl.Date)
     return (
         requests.with_columns(canonical_provider(pl.col("provider")).alias("_provider"))
         .join(
@@ -99,13 +112,15 @@ def pricing_keys(requests: pl.LazyFrame, model_map: pl.LazyFrame) -> pl.LazyFram
             maintain_order="left",
         )
         .with_columns(
-            pl.col("started_at").dt.date().alias("day"),
+            pl.when(pl.col("started_at").is_not_null()).then(day).alias("day"),
             seconds_of_day(pl.col("started_at")).alias("_tod_s"),
             pl.when(pl.col("context_applies"))
             .then(pl.col("service_tier").str.to_lowercase().fill_null("default"))
             .otherwise(pl.lit(""))
             .alias("price_tier"),
-            (pl.col("context_applies") & pl.col("batch").fill_null(False)).fill_null(False).alias("price_batch"),
+            (pl.col("context_applies") & pl.col("batch").fill_null(False))
+            .fill_null(False)
+            .alias("price_batch"),
             _media_variant().alias("media_variant"),
             pl.col("region").str.to_lowercase().fill_null("").alias("region_key"),
         )
@@ -128,7 +143,8 @@ def _invalid_usage() -> pl.Expr:
             "invalid_usage:cache_above_input",
         ),
         flag_if(
-            pl.col("cache_write_1h_tokens").fill_null(0) > pl.col("cache_write_tokens").fill_null(0),
+            pl.col("cache_write_1h_tokens").fill_null(0)
+            > pl.col("cache_write_tokens").fill_null(0),
             "invalid_usage:cache_write_1h_above_cache_write",
         ),
         flag_if(
@@ -162,14 +178,17 @@ def apply_prices(keyed: pl.LazyFrame, lookup: pl.LazyFrame) -> pl.LazyFrame:
         & (in_tokens > pl.col("band_above"))
         & (pl.col("band_upto").is_null() | (in_tokens <= pl.col("band_upto")))
     )
-    joined = keyed.join(lookup, on=list(KEY_COLUMNS), how="left", nulls_equal=True, maintain_order="left").filter(
-        pl.col("price_id").is_null() | in_segment
-    )
+    joined = keyed.join(
+        lookup, on=list(KEY_COLUMNS), how="left", nulls_equal=True, maintain_order="left"
+    ).filter(pl.col("price_id").is_null() | in_segment)
 
     # Components with usage but no rate: priced at nothing, so they are named on the row.
     positive = {c: (_USAGE[c] > 0) for c in COMPONENT_COLUMNS if c != "request"}
     unrated = [
-        flag_if(pl.col("price_id").is_not_null() & positive[c] & pl.col(RATE_OF[c]).is_null(), f"rate_missing:{c}")
+        flag_if(
+            pl.col("price_id").is_not_null() & positive[c] & pl.col(RATE_OF[c]).is_null(),
+            f"rate_missing:{c}",
+        )
         for c in positive
     ]
     any_rated_usage = pl.any_horizontal(
@@ -181,7 +200,9 @@ def apply_prices(keyed: pl.LazyFrame, lookup: pl.LazyFrame) -> pl.LazyFrame:
     reason = pl.coalesce(
         pl.col(ROW_ISSUES),
         _invalid_usage(),
-        pl.when(pl.col("match_kind").is_in(["unknown_provider", "unknown_model"])).then(pl.col("match_kind")),
+        pl.when(pl.col("match_kind").is_in(["unknown_provider", "unknown_model"])).then(
+            pl.col("match_kind")
+        ),
         pl.when(pl.col("model_key").is_null()).then(pl.lit("unknown_model")),
         pl.col("lookup_miss"),
         pl.when(_usage_missing()).then(pl.lit("usage_missing")),
@@ -207,7 +228,10 @@ def apply_prices(keyed: pl.LazyFrame, lookup: pl.LazyFrame) -> pl.LazyFrame:
                     pl.col("price_note"),
                     flag_if(
                         (pl.col("match_kind") == "genai_fallback")
-                        & (pl.col("batch").fill_null(False) | pl.col("service_tier").is_in(["flex", "priority"])),
+                        & (
+                            pl.col("batch").fill_null(False)
+                            | pl.col("service_tier").is_in(["flex", "priority"])
+                        ),
                         "request_context_not_priced",
                     ),
                     *unrated,
@@ -226,7 +250,9 @@ def finish(priced: pl.LazyFrame, input_columns: list[str]) -> pl.LazyFrame:
     return priced.select(*input_columns, *REPRICE_COLUMNS.keys())
 
 
-def reprice(requests: pl.LazyFrame, catalog: Catalog) -> pl.LazyFrame:
+def reprice(
+    requests: pl.LazyFrame, catalog: Catalog, price_at: dt.date | None = None
+) -> pl.LazyFrame:
     """Reprice canonical requests. Collects only the small distinct-key frames; the request
     frame itself stays lazy, so callers can stream it into a sink or a roll-up."""
     input_columns = requests.collect_schema().names()
@@ -235,8 +261,10 @@ def reprice(requests: pl.LazyFrame, catalog: Catalog) -> pl.LazyFrame:
         .unique()
         .collect()
     )
-    model_map = match_models(catalog, pairs) if pairs.height else pl.DataFrame(schema=MODEL_MAP_SCHEMA)
-    keyed = pricing_keys(requests, model_map.lazy())
+    model_map = (
+        match_models(catalog, pairs) if pairs.height else pl.DataFrame(schema=MODEL_MAP_SCHEMA)
+    )
+    keyed = pricing_keys(requests, model_map.lazy(), price_at)
     keys = distinct_keys(keyed).collect()
     lookup = resolve_keys(catalog, keys) if keys.height else pl.DataFrame(schema=LOOKUP_SCHEMA)
     return finish(apply_prices(keyed, lookup.lazy()), input_columns)

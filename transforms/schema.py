@@ -6,6 +6,9 @@ Field-by-field documentation lives in docs/data-model.md.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import polars as pl
 
 UTC_DATETIME = pl.Datetime("us", "UTC")
@@ -26,7 +29,13 @@ TOKEN_COLUMNS = (
     "reasoning_tokens",
 )
 
-CANONICAL_SCHEMA: pl.Schema = pl.Schema(
+
+def schema_of(columns: Mapping[str, Any]) -> pl.Schema:
+    """A Schema from a mapping that mixes dtype classes and instances (typing convenience)."""
+    return pl.Schema(columns)
+
+
+CANONICAL_SCHEMA: pl.Schema = schema_of(
     {
         "request_id": pl.String,
         "attempt": pl.Int32,
@@ -113,4 +122,6 @@ def canonical_provider(expr: pl.Expr) -> pl.Expr:
 
 
 def empty_canonical() -> pl.DataFrame:
-    return pl.DataFrame(schema=CANONICAL_SCHEMA).with_columns(pl.lit(None, pl.String).alias(ROW_ISSUES))
+    return pl.DataFrame(schema=CANONICAL_SCHEMA).with_columns(
+        pl.lit(None, pl.String).alias(ROW_ISSUES)
+    )

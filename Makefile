@@ -1,0 +1,45 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Everything else is installed here.
+SHELL := /bin/bash
+export DAGSTER_DISABLE_TELEMETRY := 1
+export GX_ANALYTICS_ENABLED := false
+
+TOOLS := .tools
+UV := $(or $(shell command -v uv 2>/dev/null),$(TOOLS)/bin/uv)
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: demo test bench lint format ui clean
+
+$(TOOLS)/bin/uv:
+	python3 -m pip install --quiet --disable-pip-version-check --target $(TOOLS)/lib uv
+	mkdir -p $(TOOLS)/bin && ln -sf ../lib/bin/uv $(TOOLS)/bin/uv
+
+# The locked environment: rebuilt only when the lock or the project file changes.
+$(VENV)/.synced: uv.lock pyproject.toml | $(UV)
+	$(UV) sync --frozen --python 3.11
+	touch $@
+
+demo: $(VENV)/.synced
+	$(VENV)/bin/aispend demo
+
+test: $(VENV)/.synced
+	$(VENV)/bin/pytest
+
+bench: $(VENV)/.synced
+	$(PY) -m bench.bench_reprice
+
+lint: $(VENV)/.synced
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: $(VENV)/.synced
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+ui: $(VENV)/.synced
+	mkdir -p dagster_home && cp -n docs/examples/dagster.yaml dagster_home/dagster.yaml 2>/dev/null || true
+	DAGSTER_HOME=$(CURDIR)/dagster_home $(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+clean:
+	rm -rf out $(VENV)/.synced

@@ -1,0 +1,168 @@
+"""The `aispend` command line."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from aispend_cli.errors import user_errors
+
+app = typer.Typer(
+    help="aispend: what your AI APIs really cost.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+catalog_app = typer.Typer(help="Inspect and check the pricing catalog.", no_args_is_help=True)
+app.add_typer(catalog_app, name="catalog")
+
+CatalogOpt = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--catalog",
+        help="Extra catalog directory (repeatable): *.yaml curated, overrides/*.yaml win.",
+    ),
+]
+
+
+def _parse_date(value: str, option: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(
+            f"expected a date YYYY-MM-DD, got {value!r}", param_hint=option
+        ) from None
+
+
+def _load_catalog(dirs: list[Path] | None):  # type: ignore[no-untyped-def]
+    from pricing_catalog.catalog import Catalog
+
+    return Catalog.load(dirs)
+
+
+@app.command()
+def reprice(
+    input_path: Annotated[
+        Path, typer.Argument(metavar="INPUT", help="Canonical requests: .jsonl, .csv or .parquet")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Output file: .parquet or .csv")],
+    catalog: CatalogOpt = None,
+    at: Annotated[
+        str | None, typer.Option("--at", help="Price every request as of this date (YYYY-MM-DD)")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON")] = False,
+) -> None:
+    """Reprice a file of canonical requests and print a summary."""
+    from aispend_cli.reprice_cmd import run_reprice
+
+    price_at = _parse_date(at, "--at") if at else None
+    with user_errors():
+        summary = run_reprice(input_path, out, _load_catalog(catalog), price_at)
+    _print_summary(summary, as_json)
+
+
+def _print_summary(summary: dict[str, object], as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2, default=str))
+        return
+    typer.echo(f"rows            {summary['rows']:>12,}")
+    typer.echo(f"priced          {summary['priced']:>12,}")
+    typer.echo(f"unpriced        {summary['unpriced']:>12,}")
+    for reason, count in summary["unpriced_by_reason"].items():  # type: ignore[attr-defined]
+        typer.echo(f"  {reason:<28}{count:>10,}")
+    typer.echo(
+        f"list cost USD   {summary['list_cost_usd_cents']:>12}   (exact {summary['list_cost_usd']})"
+    )
+    typer.echo(f"cost USD        {summary['cost_usd_cents']:>12}   (exact {summary['cost_usd']})")
+    typer.echo(f"written to      {summary['output']}")
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", help="Where to write the repriced sample")] = Path(
+        "out/demo_repriced.parquet"
+    ),
+) -> None:
+    """Reprice the bundled sample of requests and print the summary."""
+    from aispend_cli.reprice_cmd import SAMPLE_FILE, run_reprice
+
+    with user_errors():
+        summary = run_reprice(SAMPLE_FILE, out, _load_catalog(None), None)
+    typer.echo(f"aispend demo: repriced {SAMPLE_FILE.name}")
+    _print_summary(summary, False)
+
+
+@catalog_app.command("validate")
+def catalog_validate(catalog: CatalogOpt = None) -> None:
+    """Check every catalog file: overlaps, gaps, negative prices, unknown units."""
+    from pricing_catalog.validate import validate_catalog
+
+    from pricing_catalog.catalog import default_catalog_dirs
+
+    errors = validate_catalog(list(catalog) if catalog else default_catalog_dirs())
+    for error in errors:
+        typer.echo(str(error), err=True)
+    if errors:
+        typer.echo(f"{len(errors)} problem(s) found", err=True)
+        raise typer.Exit(2)
+    typer.echo("catalog OK")
+
+
+@catalog_app.command("show")
+def catalog_show(
+    provider: Annotated[str, typer.Option("--provider", help="Provider id as logged, e.g. openai")],
+    model: Annotated[str, typer.Option("--model", help="Model as logged, e.g. gpt-4o-2024-08-06")],
+    at: Annotated[
+        str | None, typer.Option("--at", help="Date (YYYY-MM-DD); default today (UTC)")
+    ] = None,
+    catalog: CatalogOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """Show the prices that apply to a model on a date."""
+    from pricing_catalog.inspect import show_prices
+
+    day = _parse_date(at, "--at") if at else dt.datetime.now(dt.UTC).date()
+    with user_errors():
+        rows = show_prices(_load_catalog(catalog), provider, model, day)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2, default=str))
+        return
+    if not rows:
+        typer.echo(f"no price for {provider}/{model} on {day}", err=True)
+        raise typer.Exit(1)
+    for row in rows:
+        typer.echo("  ".join(f"{k}={v}" for k, v in row.items() if v not in (None, "", {})))
+
+
+@catalog_app.command("diff")
+def catalog_diff(
+    date_from: Annotated[str, typer.Option("--from", help="Earlier date (YYYY-MM-DD)")],
+    date_to: Annotated[str, typer.Option("--to", help="Later date (YYYY-MM-DD)")],
+    catalog: CatalogOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """List prices that changed between two dates."""
+    from pricing_catalog.inspect import diff_catalog
+
+    start, end = _parse_date(date_from, "--from"), _parse_date(date_to, "--to")
+    with user_errors():
+        changes = diff_catalog(_load_catalog(catalog), start, end)
+    if as_json:
+        typer.echo(json.dumps(changes, indent=2, default=str))
+        return
+    for change in changes:
+        typer.echo("  ".join(f"{k}={v}" for k, v in change.items() if v not in (None, "", {})))
+    typer.echo(f"{len(changes)} change(s) between {start} and {end}")
+
+
+def main() -> None:  # pragma: no cover - console entry
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())
