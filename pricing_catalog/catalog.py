@@ -49,6 +49,10 @@ def default_catalog_dirs() -> list[Path]:
     return [Path(p) for p in env.split(os.pathsep) if p] if env else []
 
 
+def _tier_key(r: PriceRow, tier: str | None, batch: bool) -> tuple[object, ...]:
+    return (r.model_key, r.media_variant, r.source, tier, batch, r.valid_from, r.band_above)
+
+
 def _expand_contexts(rows: list[PriceRow]) -> list[PriceRow]:
     """A YAML row without service_tier applies to every tier; batch rows only to batch.
 
@@ -58,9 +62,17 @@ def _expand_contexts(rows: list[PriceRow]) -> list[PriceRow]:
     has_batch: set[tuple[str, str, str]] = {
         (r.model_key, r.media_variant, r.source) for r in rows if r.batch
     }
+    # A row naming its service tier beats a row for every tier, whatever the file order.
+    explicit = {_tier_key(r, r.service_tier, r.batch) for r in rows if r.service_tier is not None}
     for r in rows:
         for tier, batch in CONTEXTS:
             if r.service_tier is not None and tier != r.service_tier:
+                continue
+            # The explicit row also yields this context (or its batch fallback): skip ours.
+            if r.service_tier is None and (
+                _tier_key(r, tier, batch) in explicit
+                or (batch and not r.batch and _tier_key(r, tier, False) in explicit)
+            ):
                 continue
             if r.service_tier is None and tier is None and r.batch:
                 continue

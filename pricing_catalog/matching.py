@@ -58,13 +58,13 @@ def match_model(catalog: Catalog, provider: str, model: str) -> ModelMatch:
     snapshot = _genai_snapshot()
     try:
         owner, info = snapshot.find_provider_model(ref, None, provider, None)
-    except LookupError as exc:
-        unknown_provider = "provider" in str(exc).lower() and "model" not in str(exc).split(":")[0]
+    except LookupError:
         try:
             snapshot.find_provider(None, provider, None)
         except LookupError:
-            unknown_provider = True
-        return ModelMatch(None, "unknown_provider" if unknown_provider else "unknown_model")
+            if provider not in catalog.yaml_model_keys:
+                return ModelMatch(None, "unknown_provider")
+        return ModelMatch(None, "unknown_model")
     if any(info is m for m in owner.models):
         return ModelMatch(f"{owner.id}/{info.id}", "alias" if kind == "alias" else "genai")
     # Reached through a provider fallback (Azure -> OpenAI, Google -> Anthropic): genai-prices

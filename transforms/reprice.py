@@ -139,7 +139,7 @@ def _invalid_usage() -> pl.Expr:
     subsets = [
         flag_if(
             pl.col("cache_read_tokens").fill_null(0) + pl.col("cache_write_tokens").fill_null(0)
-            > pl.col("input_tokens").fill_null(0),
+            > pl.col("input_tokens").fill_null(0).clip(lower_bound=0),
             "invalid_usage:cache_above_input",
         ),
         flag_if(
@@ -148,7 +148,8 @@ def _invalid_usage() -> pl.Expr:
             "invalid_usage:cache_write_1h_above_cache_write",
         ),
         flag_if(
-            pl.col("reasoning_tokens").fill_null(0) > pl.col("output_tokens").fill_null(0),
+            pl.col("reasoning_tokens").fill_null(0)
+            > pl.col("output_tokens").fill_null(0).clip(lower_bound=0),
             "invalid_usage:reasoning_above_output",
         ),
     ]
@@ -171,7 +172,8 @@ def _usage_missing() -> pl.Expr:
 
 def apply_prices(keyed: pl.LazyFrame, lookup: pl.LazyFrame) -> pl.LazyFrame:
     """Join resolved price segments onto keyed requests and compute every cost column."""
-    in_tokens = pl.col("input_tokens").fill_null(0)
+    # Negative counts are unpriced anyway; clipping keeps such rows inside the first band.
+    in_tokens = pl.col("input_tokens").fill_null(0).clip(lower_bound=0)
     in_segment = (
         (pl.col("_tod_s") >= pl.col("tod_start_s"))
         & (pl.col("_tod_s") < pl.col("tod_end_s"))
@@ -206,6 +208,7 @@ def apply_prices(keyed: pl.LazyFrame, lookup: pl.LazyFrame) -> pl.LazyFrame:
         pl.when(pl.col("model_key").is_null()).then(pl.lit("unknown_model")),
         pl.col("lookup_miss"),
         pl.when(_usage_missing()).then(pl.lit("usage_missing")),
+        pl.when(pl.col("started_at").is_null()).then(pl.lit("missing_value:started_at")),
         # Usage exists but none of it has a rate: that is an unknown price, not a free request.
         pl.when(any_usage & ~any_rated_usage).then(pl.lit("no_rate_for_usage")),
     )
