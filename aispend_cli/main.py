@@ -100,9 +100,8 @@ def demo(
 @catalog_app.command("validate")
 def catalog_validate(catalog: CatalogOpt = None) -> None:
     """Check every catalog file: overlaps, gaps, negative prices, unknown units."""
-    from pricing_catalog.validate import validate_catalog
-
     from pricing_catalog.catalog import default_catalog_dirs
+    from pricing_catalog.validate import validate_catalog
 
     errors = validate_catalog(list(catalog) if catalog else default_catalog_dirs())
     for error in errors:
