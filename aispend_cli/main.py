@@ -97,6 +97,40 @@ def demo(
     _print_summary(summary, False)
 
 
+@app.command()
+def ingest(
+    source: Annotated[str, typer.Option("--source", help="Source kind, e.g. litellm, helicone, openai_usage")],
+    input_path: Annotated[Path, typer.Option("--input", help="The file to read")],
+    out: Annotated[Path, typer.Option("--out", help="Output directory for the Parquet files")],
+    name: Annotated[str | None, typer.Option("--name", help="Source name recorded as lineage")] = None,
+    timezone: Annotated[str, typer.Option("--timezone", help="Zone of naive timestamps")] = "UTC",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the counts as JSON")] = False,
+) -> None:
+    """Normalize one source file: normalized, duplicates and quarantine Parquet, with counts."""
+    from sources.ingest import ingest_file, write_outputs
+
+    with user_errors():
+        result = ingest_file(source, input_path, name=name, timezone=timezone)
+        problems = result.problems()
+        if problems:
+            for problem in problems:
+                typer.echo(f"error: rows lost: {problem}", err=True)
+            raise typer.Exit(1)
+        written = write_outputs(result, out)
+    summary = {**result.summary(), "written": written}
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2, default=str))
+        return
+    typer.echo(f"{source}: read {summary['records_read']:,} records from {input_path}")
+    for key in ("normalized", "duplicates", "quarantined"):
+        if key in summary:
+            typer.echo(f"  {key:<12}{summary[key]:>12,}")
+    for reason, count in summary["quarantined_by_reason"].items():  # type: ignore[attr-defined]
+        typer.echo(f"    {reason:<40}{count:>8,}")
+    for name_, path in written.items():
+        typer.echo(f"  wrote {name_:<12} {path}")
+
+
 @catalog_app.command("validate")
 def catalog_validate(catalog: CatalogOpt = None) -> None:
     """Check every catalog file: overlaps, gaps, negative prices, unknown units."""

@@ -27,6 +27,7 @@ from transforms.schema import (
     STATUSES,
     UTC_DATETIME,
 )
+from transforms.timestamps import parse_utc
 
 FORMATS = {
     ".jsonl": "jsonl",
@@ -104,41 +105,7 @@ def _jsonl_columns(path: Path) -> list[str]:
 
 
 def _parse_timestamp(name: str, dtype: pl.DataType) -> pl.Expr:
-    col = pl.col(name)
-    if isinstance(dtype, pl.Datetime):
-        return (
-            col.dt.replace_time_zone("UTC")
-            if dtype.time_zone is None
-            else col.dt.convert_time_zone("UTC")
-        )
-    if dtype.is_numeric():
-        as_int = col.cast(pl.Int64, strict=False)
-        return _epoch(as_int)
-    text = col.cast(pl.String).str.strip_chars()
-    aware = (
-        text.str.replace(r"[zZ]$", "+00:00")
-        .str.replace(" ", "T")
-        .str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%:z", strict=False, time_unit="us")
-    )
-    naive = (
-        text.str.replace("T", " ")
-        .str.to_datetime("%Y-%m-%d %H:%M:%S%.f", strict=False, time_unit="us")
-        .dt.replace_time_zone("UTC")
-    )
-    epoch = _epoch(text.cast(pl.Int64, strict=False))
-    return pl.coalesce(aware.dt.convert_time_zone("UTC"), naive, epoch)
-
-
-def _epoch(value: pl.Expr) -> pl.Expr:
-    magnitude = value.abs()
-    return (
-        pl.when(magnitude < 100_000_000_000)
-        .then(pl.from_epoch(value, time_unit="s"))
-        .when(magnitude < 100_000_000_000_000)
-        .then(pl.from_epoch(value, time_unit="ms"))
-        .otherwise(pl.from_epoch(value, time_unit="us"))
-        .dt.replace_time_zone("UTC")
-    )
+    return parse_utc(pl.col(name), dtype)
 
 
 def _coerce(name: str, source: pl.DataType, target: pl.DataType) -> pl.Expr:

@@ -199,23 +199,36 @@ def apply_prices(keyed: pl.LazyFrame, lookup: pl.LazyFrame) -> pl.LazyFrame:
     )
     any_usage = pl.any_horizontal(list(positive.values()))
 
-    reason = pl.coalesce(
-        pl.col(ROW_ISSUES),
-        _invalid_usage(),
-        pl.when(pl.col("match_kind").is_in(["unknown_provider", "unknown_model"])).then(
-            pl.col("match_kind")
-        ),
-        pl.when(pl.col("model_key").is_null()).then(pl.lit("unknown_model")),
-        pl.col("lookup_miss"),
-        pl.when(_usage_missing()).then(pl.lit("usage_missing")),
-        pl.when(pl.col("started_at").is_null()).then(pl.lit("missing_value:started_at")),
-        # Usage exists but none of it has a rate: that is an unknown price, not a free request.
-        pl.when(any_usage & ~any_rated_usage).then(pl.lit("no_rate_for_usage")),
+    cache_hit = pl.col("gateway_cache_hit").fill_null(False)
+    reason = (
+        pl.when(cache_hit)
+        .then(pl.col(ROW_ISSUES))
+        .otherwise(
+            pl.coalesce(
+                pl.col(ROW_ISSUES),
+                _invalid_usage(),
+                pl.when(pl.col("match_kind").is_in(["unknown_provider", "unknown_model"])).then(
+                    pl.col("match_kind")
+                ),
+                pl.when(pl.col("model_key").is_null()).then(pl.lit("unknown_model")),
+                pl.col("lookup_miss"),
+                pl.when(_usage_missing()).then(pl.lit("usage_missing")),
+                pl.when(pl.col("started_at").is_null()).then(pl.lit("missing_value:started_at")),
+                # Usage exists but none of it has a rate: that is an unknown price, not a free request.
+                pl.when(any_usage & ~any_rated_usage).then(pl.lit("no_rate_for_usage")),
+            )
+        )
     )
 
     def cost(component: str, prefix: str = "") -> pl.Expr:
         rate = pl.col(prefix + RATE_OF[component])
-        return (_USAGE[component] * rate).fill_null(0).cast(MONEY)
+        # A gateway cache hit never reached the provider: priced, explicitly, at nothing.
+        return (
+            pl.when(cache_hit)
+            .then(pl.lit(0, MONEY))
+            .otherwise((_USAGE[component] * rate).fill_null(0))
+            .cast(MONEY)
+        )
 
     components = {col: cost(c) for c, col in COMPONENT_COLUMNS.items()}
     list_total = pl.sum_horizontal([cost(c, "list_") for c in COMPONENT_COLUMNS]).cast(MONEY)
@@ -228,6 +241,7 @@ def apply_prices(keyed: pl.LazyFrame, lookup: pl.LazyFrame) -> pl.LazyFrame:
             pl.when(priced).then(list_total).alias("list_cost_usd"),
             join_flags(
                 [
+                    flag_if(cache_hit, "gateway_cache_hit"),
                     pl.col("price_note"),
                     flag_if(
                         (pl.col("match_kind") == "genai_fallback")

@@ -1,0 +1,476 @@
+"""What every adapter shares: the source context, robust record readers, value coercion.
+
+Readers never drop a record: a line that is not valid JSON (or not UTF-8) comes back as a
+row with `_parse_error` set, so normalization can quarantine it with its line number. A file
+that cannot be read at all is one InputError naming it.
+
+Reader output columns: `_line` (1-based line of JSONL/CSV data, or record number in a JSON
+document), `_record` (the verbatim record text), `_parse_error`, then the record's fields.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from transforms.canonical_reader import InputError
+from transforms.expressions import flag_if, join_flags
+from transforms.timestamps import parse_utc
+
+META_COLUMNS = ("_line", "_record", "_parse_error")
+
+
+@dataclass(frozen=True)
+class SourceContext:
+    name: str  # the source's name in sources.yaml; the kind on the command line
+    kind: str
+    file: str
+    timezone: str = "UTC"  # zone of naive timestamps in this source
+    partition_day: dt.date | None = None  # the day the file belongs to, if its name says
+
+
+def _open_bytes(path: Path) -> bytes:
+    if not path.is_file():
+        raise InputError(f"{path}: cannot read file: no such file")
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read file: {exc.strerror or exc}") from None
+
+
+def _meta_frame(lines: list[int], records: list[str], errors: list[str | None]) -> pl.DataFrame:
+    return pl.DataFrame(
+        {"_line": lines, "_record": records, "_parse_error": errors},
+        schema={"_line": pl.Int64, "_record": pl.String, "_parse_error": pl.String},
+    )
+
+
+def _frame_from_objects(texts: list[str]) -> pl.DataFrame:
+    """Parsed fields of JSON object texts (each known to be a valid object)."""
+    if not texts:
+        return pl.DataFrame()
+    payload = "\n".join(texts).encode()
+    try:
+        return pl.read_ndjson(io.BytesIO(payload), infer_schema_length=None)
+    except pl.exceptions.PolarsError:
+        # Conflicting nested shapes polars cannot unify: fall back to text leaves.
+        rows = [
+            {
+                k: (v if v is None or isinstance(v, str) else json.dumps(v))
+                for k, v in json.loads(t).items()
+            }
+            for t in texts
+        ]
+        keys = list(dict.fromkeys(k for r in rows for k in r))
+        return pl.DataFrame(rows, schema={k: pl.String for k in keys})
+
+
+def _assemble(lines: list[int], records: list[str], errors: list[str | None]) -> pl.DataFrame:
+    meta = _meta_frame(lines, records, errors)
+    good = [r for r, e in zip(records, errors, strict=True) if e is None]
+    fields = _frame_from_objects(good)
+    if not fields.width:
+        return meta
+    if len(good) == len(records):
+        return pl.concat([meta, fields], how="horizontal")
+    idx = pl.Series("_idx", [i for i, e in enumerate(errors) if e is None], dtype=pl.UInt32)
+    fields = fields.with_columns(idx)
+    return (
+        meta.with_row_index("_idx")
+        .join(fields, on="_idx", how="left", maintain_order="left")
+        .drop("_idx")
+    )
+
+
+def _parse_lines(raw: bytes) -> tuple[list[int], list[str], list[str | None]]:
+    lines: list[int] = []
+    records: list[str] = []
+    errors: list[str | None] = []
+    for number, chunk in enumerate(raw.split(b"\n"), start=1):
+        if not chunk.strip():
+            continue
+        try:
+            text = chunk.decode("utf-8").rstrip("\r")
+        except UnicodeDecodeError:
+            lines.append(number)
+            records.append(chunk.decode("utf-8", errors="replace"))
+            errors.append("invalid_encoding")
+            continue
+        error: str | None = None
+        try:
+            value = json.loads(text)
+            if not isinstance(value, dict):
+                error = "not_a_json_object"
+        except (json.JSONDecodeError, RecursionError):
+            error = "invalid_json"
+        lines.append(number)
+        records.append(text)
+        errors.append(error)
+    return lines, records, errors
+
+
+def read_json_lines(path: Path) -> pl.DataFrame:
+    """JSONL: one object per line. Fast path through Polars; per-line parsing when needed."""
+    raw = _open_bytes(path)
+    try:
+        text = raw.decode("utf-8")
+        fields = (
+            pl.read_ndjson(io.BytesIO(raw), infer_schema_length=None)
+            if text.strip()
+            else pl.DataFrame()
+        )
+    except (UnicodeDecodeError, pl.exceptions.PolarsError):
+        return _assemble(*_parse_lines(raw))
+    all_lines = text.split("\n")
+    numbered = [(i + 1, line.rstrip("\r")) for i, line in enumerate(all_lines) if line.strip()]
+    if fields.height != len(numbered) or any(
+        not line.lstrip().startswith("{") for _, line in numbered
+    ):
+        return _assemble(*_parse_lines(raw))
+    meta = _meta_frame(
+        [n for n, _ in numbered], [line for _, line in numbered], [None] * len(numbered)
+    )
+    return pl.concat([meta, fields], how="horizontal") if fields.width else meta
+
+
+def read_json_document(path: Path, records_key: str | None = None) -> pl.DataFrame:
+    """A JSON document holding records: a list, or an object with a list under `records_key`.
+
+    A document that is not valid JSON is read as JSONL instead (many exports are)."""
+    raw = _open_bytes(path)
+    try:
+        doc: Any = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return read_json_lines(path)
+    if isinstance(doc, dict) and records_key is not None and isinstance(doc.get(records_key), list):
+        doc = doc[records_key]
+    if isinstance(doc, dict):
+        doc = [doc]
+    if not isinstance(doc, list):
+        raise InputError(
+            f"{path}: expected a JSON list of records or an object, got {type(doc).__name__}"
+        )
+    lines, records, errors = [], [], []
+    for number, item in enumerate(doc, start=1):
+        lines.append(number)
+        records.append(json.dumps(item, separators=(",", ":")))
+        errors.append(None if isinstance(item, dict) else "not_a_json_object")
+    return _assemble(lines, records, errors)
+
+
+def read_csv_records(path: Path) -> pl.DataFrame:
+    """CSV with a header: every field as text; `_line` is the data line (header = line 1)."""
+    _open_bytes(path)
+    try:
+        frame = pl.read_csv(path, infer_schema=False, encoding="utf8", truncate_ragged_lines=False)
+    except (pl.exceptions.PolarsError, UnicodeDecodeError) as exc:
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{path}: cannot read file: {detail}") from None
+    record = pl.struct(pl.all()).struct.json_encode() if frame.width else pl.lit("{}")
+    return frame.select(
+        (pl.int_range(pl.len(), dtype=pl.Int64) + 2).alias("_line"),
+        record.alias("_record"),
+        pl.lit(None, pl.String).alias("_parse_error"),
+        pl.all(),
+    )
+
+
+def read_records(path: Path, records_key: str | None = None) -> pl.DataFrame:
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".ndjson"):
+        return read_json_lines(path)
+    if suffix == ".json":
+        return read_json_document(path, records_key)
+    if suffix == ".csv":
+        return read_csv_records(path)
+    if suffix == ".parquet":
+        _open_bytes(path)
+        try:
+            frame = pl.read_parquet(path)
+        except (pl.exceptions.PolarsError, OSError) as exc:
+            raise InputError(f"{path}: cannot read file: {str(exc).splitlines()[0]}") from None
+        return frame.select(
+            (pl.int_range(pl.len(), dtype=pl.Int64) + 1).alias("_line"),
+            pl.struct(pl.all()).struct.json_encode().alias("_record"),
+            pl.lit(None, pl.String).alias("_parse_error"),
+            pl.all(),
+        )
+    raise InputError(
+        f"{path}: unknown file type '{path.suffix}' (use .jsonl, .json, .csv or .parquet)"
+    )
+
+
+# --------------------------------------------------------------------------- field access
+def field(schema: pl.Schema, *path: str) -> pl.Expr:
+    """A possibly nested field, whether stored as a Struct or as a JSON string; null if absent."""
+    if not path or path[0] not in schema:
+        return pl.lit(None)
+    expr = pl.col(path[0])
+    dtype: pl.DataType = schema[path[0]]
+    for i, key in enumerate(path[1:], start=1):
+        if isinstance(dtype, pl.Struct):
+            fields = {f.name: f.dtype for f in dtype.fields}
+            if key not in fields:
+                return pl.lit(None)
+            expr, dtype = expr.struct.field(key), fields[key]
+        elif dtype == pl.String:
+            json_path = "$." + ".".join(path[i:])
+            return expr.str.json_path_match(json_path)
+        else:
+            return pl.lit(None)
+    return expr
+
+
+def present(schema: pl.Schema, *path: str) -> bool:
+    if not path or path[0] not in schema:
+        return False
+    dtype: pl.DataType = schema[path[0]]
+    for key in path[1:]:
+        if isinstance(dtype, pl.Struct):
+            fields = {f.name: f.dtype for f in dtype.fields}
+            if key not in fields:
+                return False
+            dtype = fields[key]
+        else:
+            return dtype == pl.String
+    return True
+
+
+def list_text(schema: pl.Schema, name: str) -> pl.Expr:
+    """A list column (or its JSON text) as one comma-joined string, for pattern matching."""
+    if name not in schema:
+        return pl.lit(None, pl.String)
+    if isinstance(schema[name], pl.List):
+        return pl.col(name).cast(pl.List(pl.String), strict=False).list.join(",")
+    return pl.col(name).cast(pl.String)
+
+
+def as_text(expr: pl.Expr) -> pl.Expr:
+    text = expr.cast(pl.String).str.strip_chars()
+    return pl.when(text == "").then(None).otherwise(text)
+
+
+def as_int(expr: pl.Expr) -> pl.Expr:
+    """Whole numbers from ints, integral floats or numeric text; null otherwise."""
+    as_float = expr.cast(pl.String).str.strip_chars().cast(pl.Float64, strict=False)
+    ok = as_float.is_finite() & (as_float == as_float.round(0)) & (as_float.abs() < 2**62)
+    return pl.when(ok).then(as_float).cast(pl.Int64, strict=False)
+
+
+def as_float(expr: pl.Expr) -> pl.Expr:
+    value = expr.cast(pl.String).str.strip_chars().cast(pl.Float64, strict=False)
+    return pl.when(value.is_finite()).then(value)
+
+
+def as_bool(expr: pl.Expr) -> pl.Expr:
+    text = expr.cast(pl.String).str.strip_chars().str.to_lowercase()
+    return (
+        pl.when(text.is_in(["true", "t", "1", "yes", "y"]))
+        .then(True)
+        .when(text.is_in(["false", "f", "0", "no", "n"]))
+        .then(False)
+    )
+
+
+def as_money(expr: pl.Expr, scale_divisor: int = 1) -> pl.Expr:
+    """USD as exact Decimal from numbers or numeric text (via text: no binary float noise)."""
+    from transforms.schema import MONEY
+
+    text = expr.cast(pl.String).str.strip_chars()
+    value = text.cast(pl.Decimal(38, 18), strict=False)
+    if scale_divisor != 1:
+        value = value / pl.lit(scale_divisor).cast(pl.Decimal(38, 0))
+    return value.cast(MONEY, strict=False)
+
+
+def as_utc(expr: pl.Expr, dtype: pl.DataType, zone: str) -> pl.Expr:
+    return parse_utc(expr, dtype, zone)
+
+
+def bad_value(raw: pl.Expr, parsed: pl.Expr, name: str) -> pl.Expr:
+    """A flag when a value is present but could not be read as its type."""
+    return flag_if(
+        raw.is_not_null() & (as_text(raw.cast(pl.String)).is_not_null()) & parsed.is_null(),
+        f"invalid_value:{name}",
+    )
+
+
+def lineage(ctx: SourceContext) -> list[pl.Expr]:
+    return [
+        pl.lit(ctx.name, pl.String).alias("source"),
+        pl.lit(ctx.kind, pl.String).alias("source_kind"),
+        pl.lit(ctx.file, pl.String).alias("source_file"),
+        pl.col("_line").alias("source_line"),
+    ]
+
+
+def dtype_of(schema: pl.Schema, name: str) -> pl.DataType:
+    return schema[name] if name in schema else pl.String()
+
+
+def first_present(schema: pl.Schema, *paths: Sequence[str]) -> pl.Expr:
+    exprs = [field(schema, *p) for p in paths if present(schema, *p)]
+    return pl.coalesce(exprs) if exprs else pl.lit(None)
+
+
+# --------------------------------------------------------------------------- canonical rows
+def coerce(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    """A raw value as the canonical dtype; null when it cannot be read."""
+    if dtype == pl.String:
+        return as_text(expr)
+    if dtype == pl.Boolean:
+        return as_bool(expr)
+    if dtype.is_integer():
+        return as_int(expr).cast(dtype, strict=False)
+    if dtype.is_float():
+        return as_float(expr)
+    if dtype.is_decimal():
+        return as_money(expr)
+    raise TypeError(f"no coercion to {dtype}")
+
+
+def assemble(
+    raw: pl.LazyFrame,
+    ctx: SourceContext,
+    values: dict[str, pl.Expr],
+    timestamps: dict[str, tuple[pl.Expr, pl.DataType]],
+    extra_issues: Sequence[pl.Expr] = (),
+    post: Sequence[pl.Expr] = (),
+) -> pl.LazyFrame:
+    """Canonical columns from raw expressions, with every problem named in `row_issues`.
+
+    values: canonical column -> raw expression (coerced here; an unreadable value is flagged
+    `invalid_value:<column>`). timestamps: canonical column -> (raw expression, its dtype).
+    Columns not given are null (or their default). Output: NORMALIZED columns but the model
+    resolution, plus `row_issues` and `_record`. `post`: expressions over the canonical
+    columns applied after coercion (source rules such as "0 and 0 tokens means no usage").
+    """
+    from transforms.schema import (
+        CANONICAL_SCHEMA,
+        COLUMN_DEFAULTS,
+        MODALITIES,
+        ROW_ISSUES,
+        SERVICE_TIERS,
+        STATUSES,
+    )
+
+    columns: list[pl.Expr] = []
+    issues: list[pl.Expr] = []
+    for name, dtype in CANONICAL_SCHEMA.items():
+        if name in timestamps:
+            raw_expr, raw_dtype = timestamps[name]
+            parsed = as_utc(raw_expr, raw_dtype, ctx.timezone)
+            issues.append(
+                flag_if(raw_expr.is_not_null() & parsed.is_null(), f"invalid_timestamp:{name}")
+            )
+            expr = parsed
+        elif name in values:
+            raw_expr = values[name]
+            expr = coerce(raw_expr, dtype)
+            if dtype != pl.String:
+                issues.append(bad_value(raw_expr, expr, name))
+        else:
+            expr = pl.lit(None, dtype)
+        if name in COLUMN_DEFAULTS:
+            expr = expr.fill_null(pl.lit(COLUMN_DEFAULTS[name], dtype))
+        columns.append(expr.cast(dtype).alias(name))
+    required = ("request_id", "started_at", "provider", "model")
+    checks = [
+        *[flag_if(pl.col(c).is_null(), f"missing_value:{c}") for c in required],
+        flag_if(~pl.col("status").is_in(STATUSES), "invalid_value:status"),
+        flag_if(~pl.col("modality").is_in(MODALITIES), "invalid_value:modality"),
+        flag_if(
+            pl.col("service_tier").is_not_null() & ~pl.col("service_tier").is_in(SERVICE_TIERS),
+            "invalid_value:service_tier",
+        ),
+    ]
+    unreadable = pl.lit("unreadable_record:") + pl.col("_parse_error")
+    return (
+        raw.select(
+            *columns,
+            *lineage(ctx),
+            pl.col("_record"),
+            pl.col("_parse_error"),
+            join_flags([*issues, *extra_issues]).alias("_issues"),
+        )
+        .with_columns(*post)
+        .with_columns(
+            # An unreadable line has nothing else worth saying about it.
+            pl.when(pl.col("_parse_error").is_not_null())
+            .then(unreadable)
+            .otherwise(join_flags([pl.col("_issues"), *checks]))
+            .alias(ROW_ISSUES)
+        )
+        .drop("_issues", "_parse_error")
+    )
+
+
+def assemble_rows(
+    raw: pl.LazyFrame,
+    ctx: SourceContext,
+    schema: pl.Schema,
+    values: dict[str, pl.Expr],
+    required: Sequence[str],
+    extra_issues: Sequence[pl.Expr] = (),
+    post: Sequence[pl.Expr] = (),
+) -> pl.LazyFrame:
+    """Like `assemble`, for billing records: rows of `schema` (provider usage, invoice lines).
+
+    values: column -> raw expression, coerced to the schema's dtype (Date columns from ISO
+    dates, datetimes or epoch seconds, in the source's zone); unreadable values are flagged
+    `invalid_value:<column>`, nulls in `required` columns `missing_value:<column>`. Lineage
+    columns are filled from the context. Output: schema columns + `row_issues` + `_record`.
+    """
+    from transforms.schema import LINEAGE_SCHEMA, ROW_ISSUES
+
+    s = raw.collect_schema()
+    columns: list[pl.Expr] = []
+    issues: list[pl.Expr] = []
+    lineage_values = {e.meta.output_name(): e for e in lineage(ctx)}
+    for name, dtype in schema.items():
+        if name in LINEAGE_SCHEMA and name not in values:
+            expr = lineage_values[name]
+        elif name in values:
+            raw_expr = values[name]
+            if dtype == pl.Date:
+                expr = as_utc(raw_expr, _raw_dtype(s, raw_expr), ctx.timezone).dt.date()
+            else:
+                expr = coerce(raw_expr, dtype)
+            if dtype != pl.String:
+                issues.append(bad_value(raw_expr, expr, name))
+        else:
+            expr = pl.lit(None, dtype)
+        columns.append(expr.cast(dtype).alias(name))
+    checks = [flag_if(pl.col(c).is_null(), f"missing_value:{c}") for c in required]
+    unreadable = pl.lit("unreadable_record:") + pl.col("_parse_error")
+    return (
+        raw.select(
+            *columns,
+            pl.col("_record"),
+            pl.col("_parse_error"),
+            join_flags([*issues, *extra_issues]).alias("_issues"),
+        )
+        .with_columns(*post)
+        .with_columns(
+            pl.when(pl.col("_parse_error").is_not_null())
+            .then(unreadable)
+            .otherwise(join_flags([pl.col("_issues"), *checks]))
+            .alias(ROW_ISSUES)
+        )
+        .drop("_issues", "_parse_error")
+    )
+
+
+def _raw_dtype(schema: pl.Schema, expr: pl.Expr) -> pl.DataType:
+    """The dtype of a plain column expression (String for anything derived)."""
+    names = expr.meta.root_names()
+    if len(names) == 1 and expr.meta.is_column() and names[0] in schema:
+        return schema[names[0]]
+    return pl.String()

@@ -1,0 +1,31 @@
+"""Canonical request files (JSONL, CSV, Parquet) from a gateway of your own.
+
+Grain: one row per upstream attempt, already in the canonical model (docs/data-model.md).
+Unlike `aispend reprice`, which refuses a file with a wrong-typed value, ingest keeps going:
+such a row is quarantined with its reason and line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from sources.base import SourceContext, assemble, dtype_of, read_records
+from transforms.schema import CANONICAL_SCHEMA
+
+KIND = "canonical"
+TIMESTAMPS = ("started_at", "first_token_at", "ended_at")
+
+
+def read(path: Path) -> pl.DataFrame:
+    return read_records(path)
+
+
+def to_canonical(raw: pl.LazyFrame, ctx: SourceContext) -> pl.LazyFrame:
+    s = raw.collect_schema()
+    values = {n: pl.col(n) for n in CANONICAL_SCHEMA if n in s and n not in TIMESTAMPS}
+    if "provider" in values:
+        values["provider"] = pl.col("provider").cast(pl.String).str.to_lowercase()
+    timestamps = {n: (pl.col(n), dtype_of(s, n)) for n in TIMESTAMPS if n in s}
+    return assemble(raw, ctx, values, timestamps)

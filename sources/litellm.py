@@ -1,0 +1,110 @@
+"""LiteLLM proxy spend logs (`LiteLLM_SpendLogs`): exported JSON/JSONL/CSV, or the table itself.
+
+Grain: one row per upstream call LiteLLM made (retries and fallbacks are separate rows).
+Units: tokens; `spend` in USD (LiteLLM's own estimate, kept as gateway_cost_usd only).
+Quirks:
+- `prompt_tokens` follows OpenAI semantics: a total, cached tokens included. Cache and
+  reasoning splits live only in `metadata.additional_usage_values` (shape varies by version:
+  `prompt_tokens_details.cached_tokens`, or Anthropic-style `cache_read_input_tokens` /
+  `cache_creation_input_tokens`).
+- `model` is the deployment actually called; `model_group` is the alias the client asked for.
+- `cache_hit` is the STRING "True"/"False"; a hit never reached the provider.
+- `api_key` is already a hash of the virtual key; we prefix it `sha256:`.
+- A stream without usage logs 0 prompt and 0 completion tokens: that is usage missing.
+- `metadata` and `request_tags` are JSON objects in exports, JSON strings in CSV and the DB.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from sources.base import (
+    SourceContext,
+    as_text,
+    assemble,
+    dtype_of,
+    field,
+    first_present,
+    list_text,
+    present,
+    read_records,
+)
+from transforms.schema import TOKEN_COLUMNS
+
+KIND = "litellm"
+CALL_TYPE_MODALITY = {
+    "embedding": "embedding",
+    "aembedding": "embedding",
+    "image_generation": "image",
+    "aimage_generation": "image",
+    "transcription": "audio",
+    "atranscription": "audio",
+    "speech": "audio",
+    "aspeech": "audio",
+}
+
+
+def read(path: Path) -> pl.DataFrame:
+    return read_records(path)
+
+
+def _usage(schema: pl.Schema, *keys: str) -> pl.Expr:
+    return first_present(
+        schema, *[("metadata", "additional_usage_values", *k.split(".")) for k in keys]
+    )
+
+
+def to_canonical(raw: pl.LazyFrame, ctx: SourceContext) -> pl.LazyFrame:
+    s = raw.collect_schema()
+    col = lambda name: pl.col(name) if name in s else pl.lit(None)  # noqa: E731
+    tags_feature = list_text(s, "request_tags").str.extract(r"feature:([^,\"\]]+)", 1)
+    call_type = as_text(col("call_type")).str.to_lowercase()
+    status = as_text(col("status")).str.to_lowercase()
+    values = {
+        "request_id": col("request_id"),
+        "trace_id": col("session_id"),
+        "gateway": pl.lit(KIND),
+        "provider": col("custom_llm_provider"),
+        "model": pl.coalesce(as_text(col("model")), as_text(col("model_group"))),
+        "feature": pl.coalesce(
+            as_text(field(s, "metadata", "spend_logs_metadata", "feature"))
+            if present(s, "metadata")
+            else pl.lit(None),
+            tags_feature,
+        ),
+        "team": pl.coalesce(
+            as_text(col("team_id")),
+            as_text(field(s, "metadata", "user_api_key_team_alias"))
+            if present(s, "metadata")
+            else pl.lit(None),
+        ),
+        "user": pl.coalesce(as_text(col("end_user")), as_text(col("user"))),
+        "api_key_id": pl.when(as_text(col("api_key")).is_not_null()).then(
+            pl.lit("sha256:") + as_text(col("api_key"))
+        ),
+        "status": pl.when(status == "failure").then(pl.lit("error")).otherwise(status),
+        "modality": call_type.replace_strict(CALL_TYPE_MODALITY, default="text"),
+        "input_tokens": col("prompt_tokens"),
+        "output_tokens": col("completion_tokens"),
+        "cache_read_tokens": _usage(
+            s, "prompt_tokens_details.cached_tokens", "cache_read_input_tokens"
+        ),
+        "cache_write_tokens": _usage(s, "cache_creation_input_tokens"),
+        "cache_write_1h_tokens": _usage(s, "cache_creation.ephemeral_1h_input_tokens"),
+        "reasoning_tokens": _usage(s, "completion_tokens_details.reasoning_tokens"),
+        "gateway_cost_usd": col("spend"),
+        "gateway_cache_hit": as_text(col("cache_hit")).str.to_lowercase() == "true",
+    }
+    timestamps = {
+        "started_at": (col("startTime"), dtype_of(s, "startTime")),
+        "first_token_at": (col("completionStartTime"), dtype_of(s, "completionStartTime")),
+        "ended_at": (col("endTime"), dtype_of(s, "endTime")),
+    }
+    # LiteLLM logs a stream that never reported usage as 0 and 0 tokens: that is missing usage.
+    no_usage = (pl.col("input_tokens").fill_null(0) == 0) & (
+        pl.col("output_tokens").fill_null(0) == 0
+    )
+    post = [pl.when(~no_usage).then(pl.col(c)).alias(c) for c in TOKEN_COLUMNS]
+    return assemble(raw, ctx, values, timestamps, post=post)
