@@ -336,6 +336,12 @@ def coerce(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
     raise TypeError(f"no coercion to {dtype}")
 
 
+def _missing(column: str) -> pl.Expr:
+    """missing_value:<column>, unless the value was there but unreadable (already flagged)."""
+    already = pl.col("_issues").fill_null("").str.contains(f"invalid_[a-z]+:{column}(;|$)")
+    return flag_if(pl.col(column).is_null() & ~already, f"missing_value:{column}")
+
+
 def assemble(
     raw: pl.LazyFrame,
     ctx: SourceContext,
@@ -383,7 +389,7 @@ def assemble(
         columns.append(expr.cast(dtype).alias(name))
     required = ("request_id", "started_at", "provider", "model")
     checks = [
-        *[flag_if(pl.col(c).is_null(), f"missing_value:{c}") for c in required],
+        *[_missing(c) for c in required],
         flag_if(~pl.col("status").is_in(STATUSES), "invalid_value:status"),
         flag_if(~pl.col("modality").is_in(MODALITIES), "invalid_value:modality"),
         flag_if(
@@ -448,7 +454,7 @@ def assemble_rows(
         else:
             expr = pl.lit(None, dtype)
         columns.append(expr.cast(dtype).alias(name))
-    checks = [flag_if(pl.col(c).is_null(), f"missing_value:{c}") for c in required]
+    checks = [_missing(c) for c in required]
     unreadable = pl.lit("unreadable_record:") + pl.col("_parse_error")
     return (
         raw.select(
