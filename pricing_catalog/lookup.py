@@ -8,6 +8,7 @@ contract rates computed here in exact Decimal arithmetic. The big frame then onl
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -98,7 +99,10 @@ def _variant_fallbacks(variant: str) -> list[str]:
     if "|" in variant:
         size, quality = variant.split("|", 1)
         return [variant, f"{size}|*", f"*|{quality}", "*|*", ""]
-    return [variant, "*", ""]
+    # Video sizes are logged as "1280x720" or "720p"; prices may use either spelling.
+    size = re.fullmatch(r"(\d+)x(\d+)", variant)
+    short = [f"{min(int(size[1]), int(size[2]))}p"] if size else []
+    return [variant, *short, "*", ""]
 
 
 def _rows_for_key(

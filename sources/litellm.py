@@ -22,6 +22,7 @@ import polars as pl
 
 from sources.base import (
     SourceContext,
+    as_int,
     as_text,
     assemble,
     dtype_of,
@@ -43,6 +44,8 @@ CALL_TYPE_MODALITY = {
     "atranscription": "audio",
     "speech": "audio",
     "aspeech": "audio",
+    "video_generation": "video",
+    "avideo_generation": "video",
 }
 
 
@@ -62,6 +65,12 @@ def to_canonical(raw: pl.LazyFrame, ctx: SourceContext) -> pl.LazyFrame:
     tags_feature = list_text(s, "request_tags").str.extract(r"feature:([^,\"\]]+)", 1)
     call_type = as_text(col("call_type")).str.to_lowercase()
     status = as_text(col("status")).str.to_lowercase()
+    error_class = as_text(first_present(s, ("metadata", "error_information", "error_class")))
+    error_code = as_text(first_present(s, ("metadata", "error_information", "error_code")))
+    timed_out = (error_class.str.to_lowercase() == "timeout") | error_code.is_in(["408", "504"])
+    body = lambda key: first_present(s, ("proxy_server_request", key))  # noqa: E731
+    modality = call_type.replace_strict(CALL_TYPE_MODALITY, default="text")
+    succeeded = status == "success"
     values = {
         "request_id": col("request_id"),
         "trace_id": col("session_id"),
@@ -84,14 +93,27 @@ def to_canonical(raw: pl.LazyFrame, ctx: SourceContext) -> pl.LazyFrame:
         "api_key_id": pl.when(as_text(col("api_key")).is_not_null()).then(
             pl.lit("sha256:") + as_text(col("api_key"))
         ),
-        "status": pl.when(status == "failure").then(pl.lit("error")).otherwise(status),
-        "modality": call_type.replace_strict(CALL_TYPE_MODALITY, default="text"),
+        "attempt": as_int(first_present(s, ("metadata", "attempted_retries"))) + 1,
+        "status": pl.when(status == "failure")
+        .then(pl.when(timed_out).then(pl.lit("timeout")).otherwise(pl.lit("error")))
+        .otherwise(status),
+        "batch": call_type.str.contains("batch"),
+        "modality": modality,
+        "image_count": pl.when((modality == "image") & succeeded).then(
+            pl.coalesce(as_int(body("n")), pl.lit(1))
+        ),
+        "image_size": pl.when(modality == "image").then(as_text(body("size"))),
+        "image_quality": pl.when(modality == "image").then(as_text(body("quality"))),
+        "video_seconds": pl.when((modality == "video") & succeeded).then(body("seconds")),
+        "video_resolution": pl.when(modality == "video").then(as_text(body("size"))),
         "input_tokens": col("prompt_tokens"),
         "output_tokens": col("completion_tokens"),
         "cache_read_tokens": _usage(
             s, "prompt_tokens_details.cached_tokens", "cache_read_input_tokens"
         ),
-        "cache_write_tokens": _usage(s, "cache_creation_input_tokens"),
+        "cache_write_tokens": _usage(
+            s, "cache_creation_input_tokens", "prompt_tokens_details.cache_creation_tokens"
+        ),
         "cache_write_1h_tokens": _usage(s, "cache_creation.ephemeral_1h_input_tokens"),
         "reasoning_tokens": _usage(s, "completion_tokens_details.reasoning_tokens"),
         "gateway_cost_usd": col("spend"),

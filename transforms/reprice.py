@@ -170,8 +170,70 @@ def _usage_missing() -> pl.Expr:
     )
 
 
-def apply_prices(keyed: pl.LazyFrame, lookup: pl.LazyFrame) -> pl.LazyFrame:
-    """Join resolved price segments onto keyed requests and compute every cost column."""
+# Request columns a price depends on (besides the time): requests are reduced to their
+# distinct values first, everything catalog-related is computed on that small frame, and the
+# big frame joins the result once.
+CONTEXT_COLUMNS = (
+    "provider",
+    "model",
+    "service_tier",
+    "batch",
+    "region",
+    "modality",
+    "image_size",
+    "image_quality",
+    "video_resolution",
+)
+CONTEXT_KEY = (*CONTEXT_COLUMNS, "_day")
+
+
+def _price_day(price_at: dt.date | None) -> pl.Expr:
+    day = pl.col("started_at").dt.date() if price_at is None else pl.lit(price_at, pl.Date)
+    return pl.when(pl.col("started_at").is_not_null()).then(day)
+
+
+def price_table(contexts: pl.DataFrame, catalog: Catalog) -> pl.DataFrame:
+    """Distinct request contexts (CONTEXT_KEY) -> their price segments and catalog verdict."""
+    pairs = contexts.select(
+        canonical_provider(pl.col("provider")).alias("provider"), pl.col("model")
+    ).unique()
+    model_map = (
+        match_models(catalog, pairs) if pairs.height else pl.DataFrame(schema=MODEL_MAP_SCHEMA)
+    )
+    as_requests = contexts.lazy().with_columns(
+        pl.col("_day").cast(pl.Datetime("us", "UTC")).alias("started_at")
+    )
+    keyed = pricing_keys(as_requests, model_map.lazy()).drop("started_at", "_tod_s").collect()
+    keys = distinct_keys(keyed.lazy()).collect()
+    lookup = resolve_keys(catalog, keys) if keys.height else pl.DataFrame(schema=LOOKUP_SCHEMA)
+    return (
+        keyed.join(lookup, on=list(KEY_COLUMNS), how="left", nulls_equal=True)
+        .with_columns(
+            pl.coalesce(
+                pl.when(pl.col("match_kind").is_in(["unknown_provider", "unknown_model"])).then(
+                    pl.col("match_kind")
+                ),
+                pl.when(pl.col("model_key").is_null()).then(pl.lit("unknown_model")),
+                pl.col("lookup_miss"),
+            ).alias("_catalog_reason")
+        )
+        .drop("_provider", "price_tier", "price_batch", "media_variant", "region_key", "day")
+    )
+
+
+def _all_null(table: pl.DataFrame, column: str) -> bool:
+    return table.height == 0 or table[column].null_count() == table.height
+
+
+def apply_prices(
+    requests: pl.LazyFrame, table: pl.DataFrame, price_at: dt.date | None = None
+) -> pl.LazyFrame:
+    """Join the small price table onto the requests and compute every cost column.
+
+    The table is known when the plan is built, so work it makes impossible is left out: a
+    component no context has a rate for costs a literal 0, and when no contract term changes
+    any rate the list cost is the contract cost.
+    """
     # Negative counts are unpriced anyway; clipping keeps such rows inside the first band.
     in_tokens = pl.col("input_tokens").fill_null(0).clip(lower_bound=0)
     in_segment = (
@@ -180,22 +242,33 @@ def apply_prices(keyed: pl.LazyFrame, lookup: pl.LazyFrame) -> pl.LazyFrame:
         & (in_tokens > pl.col("band_above"))
         & (pl.col("band_upto").is_null() | (in_tokens <= pl.col("band_upto")))
     )
-    joined = keyed.join(
-        lookup, on=list(KEY_COLUMNS), how="left", nulls_equal=True, maintain_order="left"
-    ).filter(pl.col("price_id").is_null() | in_segment)
+    joined = (
+        requests.with_columns(
+            _price_day(price_at).alias("_day"),
+            seconds_of_day(pl.col("started_at")).alias("_tod_s"),
+        )
+        .join(
+            table.lazy(), on=list(CONTEXT_KEY), how="left", nulls_equal=True, maintain_order="left"
+        )
+        .filter(pl.col("price_id").is_null() | in_segment)
+    )
 
+    priced_table = table.filter(pl.col("price_id").is_not_null())
+    usage_components = [c for c in COMPONENT_COLUMNS if c != "request"]
+    positive = {c: (_USAGE[c] > 0) for c in usage_components}
+    rated = {c: not _all_null(table, RATE_OF[c]) for c in COMPONENT_COLUMNS}
     # Components with usage but no rate: priced at nothing, so they are named on the row.
-    positive = {c: (_USAGE[c] > 0) for c in COMPONENT_COLUMNS if c != "request"}
     unrated = [
         flag_if(
             pl.col("price_id").is_not_null() & positive[c] & pl.col(RATE_OF[c]).is_null(),
             f"rate_missing:{c}",
         )
-        for c in positive
+        for c in usage_components
+        if priced_table.height and priced_table[RATE_OF[c]].null_count() > 0
     ]
     any_rated_usage = pl.any_horizontal(
-        [positive[c] & pl.col(RATE_OF[c]).is_not_null() for c in positive]
-        + [pl.col(RATE_OF["request"]).is_not_null()]
+        [positive[c] & pl.col(RATE_OF[c]).is_not_null() for c in usage_components if rated[c]]
+        + [pl.col(RATE_OF["request"]).is_not_null(), pl.lit(False)]
     )
     any_usage = pl.any_horizontal(list(positive.values()))
 
@@ -207,59 +280,67 @@ def apply_prices(keyed: pl.LazyFrame, lookup: pl.LazyFrame) -> pl.LazyFrame:
             pl.coalesce(
                 pl.col(ROW_ISSUES),
                 _invalid_usage(),
-                pl.when(pl.col("match_kind").is_in(["unknown_provider", "unknown_model"])).then(
-                    pl.col("match_kind")
-                ),
-                pl.when(pl.col("model_key").is_null()).then(pl.lit("unknown_model")),
-                pl.col("lookup_miss"),
+                pl.col("_catalog_reason"),
                 pl.when(_usage_missing()).then(pl.lit("usage_missing")),
                 pl.when(pl.col("started_at").is_null()).then(pl.lit("missing_value:started_at")),
-                # Usage exists but none of it has a rate: that is an unknown price, not a free request.
+                # Usage exists but none of it has a rate: an unknown price, not a free request.
                 pl.when(any_usage & ~any_rated_usage).then(pl.lit("no_rate_for_usage")),
             )
         )
     )
 
     def cost(component: str, prefix: str = "") -> pl.Expr:
-        rate = pl.col(prefix + RATE_OF[component])
+        column = prefix + RATE_OF[component]
+        if _all_null(table, column):
+            return pl.lit(0, MONEY)
         # A gateway cache hit never reached the provider: priced, explicitly, at nothing.
         return (
             pl.when(cache_hit)
             .then(pl.lit(0, MONEY))
-            .otherwise((_USAGE[component] * rate).fill_null(0))
+            .otherwise((_USAGE[component] * pl.col(column)).fill_null(0))
             .cast(MONEY)
         )
 
-    components = {col: cost(c) for c, col in COMPONENT_COLUMNS.items()}
-    list_total = pl.sum_horizontal([cost(c, "list_") for c in COMPONENT_COLUMNS]).cast(MONEY)
     priced = pl.col("unpriced_reason").is_null()
-
+    list_is_contract = all(table[f"list_{r}"].eq_missing(table[r]).all() for r in RATE_OF.values())
+    list_total = (
+        pl.col("cost_usd")
+        if list_is_contract
+        else pl.when(priced).then(
+            pl.sum_horizontal([cost(c, "list_") for c in COMPONENT_COLUMNS]).cast(MONEY)
+        )
+    )
+    flags = [flag_if(cache_hit, "gateway_cache_hit"), *unrated]
+    if not _all_null(table, "price_note"):
+        flags.append(pl.col("price_note"))
+    if (table["match_kind"] == "genai_fallback").any():
+        flags.append(
+            flag_if(
+                (pl.col("match_kind") == "genai_fallback")
+                & (
+                    pl.col("batch").fill_null(False)
+                    | pl.col("service_tier").is_in(["flex", "priority"])
+                ),
+                "request_context_not_priced",
+            )
+        )
+    live = [col for c, col in COMPONENT_COLUMNS.items() if rated[c]]
     return (
         joined.with_columns(reason.alias("unpriced_reason"))
         .with_columns(
-            *[pl.when(priced).then(expr).alias(col) for col, expr in components.items()],
-            pl.when(priced).then(list_total).alias("list_cost_usd"),
-            join_flags(
-                [
-                    flag_if(cache_hit, "gateway_cache_hit"),
-                    pl.col("price_note"),
-                    flag_if(
-                        (pl.col("match_kind") == "genai_fallback")
-                        & (
-                            pl.col("batch").fill_null(False)
-                            | pl.col("service_tier").is_in(["flex", "priority"])
-                        ),
-                        "request_context_not_priced",
-                    ),
-                    *unrated,
-                ]
-            ).alias("price_flags"),
+            *[pl.when(priced).then(cost(c)).alias(col) for c, col in COMPONENT_COLUMNS.items()],
+            join_flags(flags).alias("price_flags"),
         )
         .with_columns(
             pl.when(priced)
-            .then(pl.sum_horizontal([pl.col(c) for c in COMPONENT_COLUMNS.values()]).cast(MONEY))
+            .then(
+                pl.sum_horizontal([pl.col(c) for c in live]).cast(MONEY)
+                if live
+                else pl.lit(0, MONEY)
+            )
             .alias("cost_usd")
         )
+        .with_columns(list_total.alias("list_cost_usd"))
     )
 
 
@@ -270,18 +351,11 @@ def finish(priced: pl.LazyFrame, input_columns: list[str]) -> pl.LazyFrame:
 def reprice(
     requests: pl.LazyFrame, catalog: Catalog, price_at: dt.date | None = None
 ) -> pl.LazyFrame:
-    """Reprice canonical requests. Collects only the small distinct-key frames; the request
-    frame itself stays lazy, so callers can stream it into a sink or a roll-up."""
+    """Reprice canonical requests. One pass collects the distinct request contexts (a few
+    hundred rows); the request frame itself stays lazy, so callers can stream it into a sink
+    or a roll-up."""
     input_columns = requests.collect_schema().names()
-    pairs = (
-        requests.select(canonical_provider(pl.col("provider")).alias("provider"), pl.col("model"))
-        .unique()
-        .collect()
+    contexts = (
+        requests.select(*CONTEXT_COLUMNS, _price_day(price_at).alias("_day")).unique().collect()
     )
-    model_map = (
-        match_models(catalog, pairs) if pairs.height else pl.DataFrame(schema=MODEL_MAP_SCHEMA)
-    )
-    keyed = pricing_keys(requests, model_map.lazy(), price_at)
-    keys = distinct_keys(keyed).collect()
-    lookup = resolve_keys(catalog, keys) if keys.height else pl.DataFrame(schema=LOOKUP_SCHEMA)
-    return finish(apply_prices(keyed, lookup.lazy()), input_columns)
+    return finish(apply_prices(requests, price_table(contexts, catalog), price_at), input_columns)
