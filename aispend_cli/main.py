@@ -99,10 +99,14 @@ def demo(
 
 @app.command()
 def ingest(
-    source: Annotated[str, typer.Option("--source", help="Source kind, e.g. litellm, helicone, openai_usage")],
+    source: Annotated[
+        str, typer.Option("--source", help="Source kind, e.g. litellm, helicone, openai_usage")
+    ],
     input_path: Annotated[Path, typer.Option("--input", help="The file to read")],
     out: Annotated[Path, typer.Option("--out", help="Output directory for the Parquet files")],
-    name: Annotated[str | None, typer.Option("--name", help="Source name recorded as lineage")] = None,
+    name: Annotated[
+        str | None, typer.Option("--name", help="Source name recorded as lineage")
+    ] = None,
     timezone: Annotated[str, typer.Option("--timezone", help="Zone of naive timestamps")] = "UTC",
     as_json: Annotated[bool, typer.Option("--json", help="Print the counts as JSON")] = False,
 ) -> None:
@@ -129,6 +133,87 @@ def ingest(
         typer.echo(f"    {reason:<40}{count:>8,}")
     for name_, path in written.items():
         typer.echo(f"  wrote {name_:<12} {path}")
+
+
+@app.command()
+def validate(
+    path: Annotated[
+        Path,
+        typer.Argument(help="Normalized requests or provider usage: a Parquet file or directory"),
+    ],
+    kind: Annotated[
+        str | None, typer.Option("--kind", help="requests or provider_usage (default: by columns)")
+    ] = None,
+    day: Annotated[
+        str | None, typer.Option("--day", help="Partition day the rows must fall in")
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print every expectation as JSON")
+    ] = False,
+) -> None:
+    """Run the Great Expectations data-quality suite; exit 1 when an expectation fails."""
+    from transforms.quality import validate_path
+
+    partition_day = _parse_date(day, "--day") if day else None
+    with user_errors():
+        report = validate_path(path, kind, partition_day=partition_day)
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=2, default=str))
+    else:
+        for line in report.lines():
+            typer.echo(line)
+    if not report.success:
+        raise typer.Exit(1)
+
+
+@app.command()
+def generate(
+    out: Annotated[Path, typer.Option("--out", help="Output directory")],
+    days: Annotated[int, typer.Option("--days", help="Number of days", min=1)] = 35,
+    requests_per_day: Annotated[
+        int, typer.Option("--requests-per-day", help="Requests per day", min=1)
+    ] = 2000,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed: same seed, same files")] = 7,
+    start: Annotated[str | None, typer.Option("--start", help="First day (YYYY-MM-DD)")] = None,
+    spike: Annotated[
+        list[str] | None, typer.Option("--spike", help="feature:day:multiplier (repeatable)")
+    ] = None,
+    missing_logs: Annotated[
+        list[str] | None, typer.Option("--missing-logs", help="gateway:day")
+    ] = None,
+    invoice_mismatch: Annotated[
+        list[str] | None, typer.Option("--invoice-mismatch", help="provider:amount")
+    ] = None,
+    duplicates: Annotated[
+        float | None, typer.Option("--duplicates", help="Share of gateway lines sent twice")
+    ] = None,
+    malformed: Annotated[
+        float | None, typer.Option("--malformed", help="Share of malformed gateway lines")
+    ] = None,
+) -> None:
+    """Write realistic, mutually consistent gateway logs, provider reports and invoices."""
+    from datagen.cli import UsageError, generate_from_args
+
+    try:
+        manifest = generate_from_args(
+            days,
+            requests_per_day,
+            seed,
+            out,
+            start,
+            spike or [],
+            missing_logs or [],
+            invoice_mismatch or [],
+            duplicates,
+            malformed,
+        )
+    except UsageError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    files = manifest.get("files", {})
+    typer.echo(
+        f"wrote {len(files)} files to {out} (seed {seed}); manifest: {out / 'manifest.json'}"
+    )
 
 
 @catalog_app.command("validate")
