@@ -108,8 +108,13 @@ def _parse_lines(raw: bytes) -> tuple[list[int], list[str], list[str | None]]:
             value = json.loads(text)
             if not isinstance(value, dict):
                 error = "not_a_json_object"
+            else:
+                # "\udc00" escapes decode to lone surrogates, which no column can hold.
+                json.dumps(value, ensure_ascii=False).encode("utf-8")
         except (json.JSONDecodeError, RecursionError):
             error = "invalid_json"
+        except UnicodeEncodeError:
+            error = "invalid_encoding"
         lines.append(number)
         records.append(text)
         errors.append(error)
@@ -146,8 +151,10 @@ def read_json_document(path: Path, records_key: str | None = None) -> pl.DataFra
     A document that is not valid JSON is read as JSONL instead (many exports are)."""
     raw = _open_bytes(path)
     try:
-        doc: Any = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        # Strict decoding first: json.loads(bytes) would let encoded surrogates through.
+        doc: Any = json.loads(raw.decode("utf-8"))
+        json.dumps(doc, ensure_ascii=False).encode("utf-8")
+    except (json.JSONDecodeError, UnicodeDecodeError, UnicodeEncodeError, RecursionError):
         return read_json_lines(path)
     if isinstance(doc, dict) and records_key is not None and isinstance(doc.get(records_key), list):
         doc = doc[records_key]
@@ -209,23 +216,9 @@ def read_records(path: Path, records_key: str | None = None) -> pl.DataFrame:
 
 # --------------------------------------------------------------------------- field access
 def field(schema: pl.Schema, *path: str) -> pl.Expr:
-    """A possibly nested field, whether stored as a Struct or as a JSON string; null if absent."""
-    if not path or path[0] not in schema:
-        return pl.lit(None)
-    expr = pl.col(path[0])
-    dtype: pl.DataType = schema[path[0]]
-    for i, key in enumerate(path[1:], start=1):
-        if isinstance(dtype, pl.Struct):
-            fields = {f.name: f.dtype for f in dtype.fields}
-            if key not in fields:
-                return pl.lit(None)
-            expr, dtype = expr.struct.field(key), fields[key]
-        elif dtype == pl.String:
-            json_path = "$." + ".".join(path[i:])
-            return expr.str.json_path_match(json_path)
-        else:
-            return pl.lit(None)
-    return expr
+    """A possibly nested field, whether stored as a Struct or as a JSON string; null if absent.
+    A list or object where a scalar belongs comes back as JSON text (flagged by coercion)."""
+    return value(schema, *path)
 
 
 def present(schema: pl.Schema, *path: str) -> bool:
@@ -480,3 +473,52 @@ def _raw_dtype(schema: pl.Schema, expr: pl.Expr) -> pl.DataType:
     if len(names) == 1 and expr.meta.is_column() and names[0] in schema:
         return schema[names[0]]
     return pl.String()
+
+
+NESTED = (pl.List, pl.Array, pl.Struct)
+
+
+def value(schema: pl.Schema, *path: str) -> pl.Expr:
+    """A possibly nested field as a scalar: through Structs or JSON text. A nested value where
+    a scalar is expected (a list, an object) comes back as its JSON text, so coercion flags it
+    instead of failing; an absent field is null."""
+    if not path or path[0] not in schema:
+        return pl.lit(None, pl.String)
+    expr = pl.col(path[0])
+    dtype: pl.DataType = schema[path[0]]
+    for i, key in enumerate(path[1:], start=1):
+        if isinstance(dtype, pl.Struct):
+            fields = {f.name: f.dtype for f in dtype.fields}
+            if key not in fields:
+                return pl.lit(None, pl.String)
+            expr, dtype = expr.struct.field(key), fields[key]
+        elif dtype == pl.String:
+            rest = path[i:]
+            if any("'" in k for k in rest):
+                return pl.lit(None, pl.String)
+            return expr.str.json_path_match("$" + "".join(f"['{k}']" for k in rest))
+        else:
+            return pl.lit(None, pl.String)
+    return scalar(expr, dtype)
+
+
+def scalar(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    """`expr` (of dtype `dtype`) as a scalar: a list or an object as its JSON text."""
+    if isinstance(dtype, NESTED):
+        encoded = pl.struct(expr.alias("v")).struct.json_encode()
+        inner = encoded.str.strip_prefix('{"v":').str.strip_suffix("}")
+        return pl.when(expr.is_null()).then(pl.lit(None, pl.String)).otherwise(inner)
+    if dtype == pl.Null:
+        return pl.lit(None, pl.String)
+    return expr
+
+
+def raw_dtype(schema: pl.Schema, name: str) -> pl.DataType:
+    """The dtype `value(schema, name)` has: nested columns come back as JSON text."""
+    dtype = dtype_of(schema, name)
+    return pl.String() if isinstance(dtype, NESTED) or dtype == pl.Null else dtype
+
+
+def first_value(schema: pl.Schema, *paths: tuple[str, ...]) -> pl.Expr:
+    """The first non-empty value among several field paths."""
+    return pl.coalesce([as_text(value(schema, *p)) for p in paths] or [pl.lit(None, pl.String)])

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import polars as pl
 
-from sources.base import SourceContext, assemble, dtype_of, read_records
+from sources.base import SourceContext, assemble, raw_dtype, read_records, value
 from transforms.schema import CANONICAL_SCHEMA
 
 KIND = "canonical"
@@ -24,8 +24,9 @@ def read(path: Path) -> pl.DataFrame:
 
 def to_canonical(raw: pl.LazyFrame, ctx: SourceContext) -> pl.LazyFrame:
     s = raw.collect_schema()
-    values = {n: pl.col(n) for n in CANONICAL_SCHEMA if n in s and n not in TIMESTAMPS}
+    # `value` hands a list or object where a scalar belongs over as JSON text: flagged, not fatal.
+    values = {n: value(s, n) for n in CANONICAL_SCHEMA if n in s and n not in TIMESTAMPS}
     if "provider" in values:
-        values["provider"] = pl.col("provider").cast(pl.String).str.to_lowercase()
-    timestamps = {n: (pl.col(n), dtype_of(s, n)) for n in TIMESTAMPS if n in s}
+        values["provider"] = values["provider"].cast(pl.String).str.to_lowercase()
+    timestamps = {n: (value(s, n), raw_dtype(s, n)) for n in TIMESTAMPS if n in s}
     return assemble(raw, ctx, values, timestamps)

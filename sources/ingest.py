@@ -73,7 +73,9 @@ def ingest_file(
     raw = module.read(path)
     result = IngestResult(kind=kind, produces=spec.produces, records_read=raw.height)
     if spec.produces == "requests":
-        out = split_requests(module.to_canonical(raw.lazy(), ctx), partition_day)
+        # Collected once: the split reads it three ways, and planning dominates small files.
+        canonical = module.to_canonical(raw.lazy(), ctx).collect()
+        out = split_requests(canonical.lazy(), partition_day)
         names = ("normalized", "duplicates", "quarantine", "counts")
         collected = pl.collect_all([out.normalized, out.duplicates, out.quarantine, out.counts])
     else:

@@ -31,6 +31,7 @@ from sources.base import (
     list_text,
     present,
     read_records,
+    value,
 )
 from transforms.schema import TOKEN_COLUMNS
 
@@ -61,7 +62,7 @@ def _usage(schema: pl.Schema, *keys: str) -> pl.Expr:
 
 def to_canonical(raw: pl.LazyFrame, ctx: SourceContext) -> pl.LazyFrame:
     s = raw.collect_schema()
-    col = lambda name: pl.col(name) if name in s else pl.lit(None)  # noqa: E731
+    col = lambda name: value(s, name)  # noqa: E731 - a list where a value belongs is flagged
     tags_feature = list_text(s, "request_tags").str.extract(r"feature:([^,\"\]]+)", 1)
     call_type = as_text(col("call_type")).str.to_lowercase()
     status = as_text(col("status")).str.to_lowercase()

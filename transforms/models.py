@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import polars as pl
 
-ROUTE_PREFIX = r"^(?:openai|anthropic|google|gemini|vertex_ai|vertex|bedrock|aws|azure|azure_ai|openrouter|deepseek|mistral|x-ai|xai|groq|together_ai|fireworks_ai|models)/"
+ROUTE_PREFIX = (
+    r"^(?:openai|anthropic|google|gemini|vertex_ai|vertex|bedrock|aws|azure|azure_ai|openrouter"
+    r"|deepseek|mistral|x-ai|xai|groq|together_ai|fireworks_ai|models)/"
+)
 BEDROCK_GEO = r"^(?:us|eu|apac|global|jp|au|ca|us-gov)\."
 BEDROCK_VENDOR = r"^(?:anthropic|amazon|meta|mistral|cohere|ai21|deepseek|openai|qwen)\."
 BEDROCK_SUFFIX = r"-v\d+(?::\d+)?$"

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from transforms.expressions import flag_if, join_flags
+from transforms.expressions import flag_if, join_flags, redact_secrets
 from transforms.models import resolve_models
 from transforms.schema import (
     DUPLICATES_SCHEMA,
@@ -80,7 +80,7 @@ def split_requests(canonical: pl.LazyFrame, partition_day: dt.date | None = None
         *LINEAGE_SCHEMA.keys(),
         "day",
         pl.col("_reason").alias("reason"),
-        pl.col("_record").alias("record"),
+        redact_secrets(pl.col("_record")).alias("record"),
     )
     clean = marked.filter(pl.col("_reason").is_null()).with_columns(
         pl.struct(DEDUPE_KEY).is_first_distinct().alias("_first")

@@ -355,6 +355,11 @@ def reprice(
     hundred rows); the request frame itself stays lazy, so callers can stream it into a sink
     or a roll-up."""
     input_columns = requests.collect_schema().names()
+    # Normalized frames (not read through the canonical reader) may lack these two.
+    if ROW_ISSUES not in input_columns:
+        requests = requests.with_columns(pl.lit(None, pl.String).alias(ROW_ISSUES))
+    if "gateway_cache_hit" not in input_columns:
+        requests = requests.with_columns(pl.lit(False).alias("gateway_cache_hit"))
     contexts = (
         requests.select(*CONTEXT_COLUMNS, _price_day(price_at).alias("_day")).unique().collect()
     )

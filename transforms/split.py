@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from transforms.expressions import redact_secrets
 from transforms.schema import INGEST_COUNTS_SCHEMA, LINEAGE_SCHEMA, QUARANTINE_SCHEMA, ROW_ISSUES
 
 
@@ -35,7 +36,7 @@ def split_rows(
             *LINEAGE_SCHEMA.keys(),
             pl.col("_day").alias("day"),
             pl.col(ROW_ISSUES).alias("reason"),
-            pl.col("_record").alias("record"),
+            redact_secrets(pl.col("_record")).alias("record"),
         )
         .cast(dict(QUARANTINE_SCHEMA))  # type: ignore[arg-type]
     )
@@ -71,8 +72,9 @@ def accounting_problems(counts: pl.DataFrame, records_read: int) -> list[str]:
     )
     for row in off.iter_rows(named=True):
         problems.append(
-            f"{row['source']} {row['day']}: read {row['rows_read']} != normalized {row['normalized']}"
-            f" + duplicates {row['duplicates']} + quarantined {row['quarantined']}"
+            f"{row['source']} {row['day']}: read {row['rows_read']}"
+            f" != normalized {row['normalized']} + duplicates {row['duplicates']}"
+            f" + quarantined {row['quarantined']}"
         )
     total = int(counts["rows_read"].sum() or 0)
     if total != records_read:
