@@ -100,8 +100,8 @@ def _variant_fallbacks(variant: str) -> list[str]:
         size, quality = variant.split("|", 1)
         return [variant, f"{size}|*", f"*|{quality}", "*|*", ""]
     # Video sizes are logged as "1280x720" or "720p"; prices may use either spelling.
-    size = re.fullmatch(r"(\d+)x(\d+)", variant)
-    short = [f"{min(int(size[1]), int(size[2]))}p"] if size else []
+    dims = re.fullmatch(r"(\d+)x(\d+)", variant)
+    short = [f"{min(int(dims[1]), int(dims[2]))}p"] if dims else []
     return [variant, *short, "*", ""]
 
 
