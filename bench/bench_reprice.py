@@ -3,18 +3,19 @@
     python -m bench.bench_reprice                  # 10M rows (generated once, then reused)
     python -m bench.bench_reprice --rows 1000000   # quicker
 
-Engines, each run in its own subprocess so that peak RSS (os.wait4 rusage) is its own:
+Engines, each run in its own subprocess so that its peak RSS (VmHWM) and CPU time are its own:
 
   aispend     transforms.reprice.reprice(pl.scan_parquet(f), catalog) |> daily_cost_rollup,
               collected with engine="streaming" and engine="in-memory". Timed from the
-              reprice() call (its distinct-key passes included) to the collected roll-up;
+              reprice() call (its eager distinct-context pre-pass included) to the roll-up;
               the catalog load is timed separately.
   duckdb      one SQL statement doing the same work with the same exactness: DECIMAL(38,18)
               rates, the model map and the resolved per-key price segments the aispend path
               uses (exported to parquet before timing), the time-of-day / prompt-size segment
               filter, component arithmetic, unpriced rules and the same group-by.
   calc_price  genai_prices.calc_price row by row on a random sample, extrapolated to N rows.
-  proto       (optional, --proto) a prototype of a faster reprice, see `proto_reprice`.
+  proto       (--proto) a prototype of a faster reprice, see `proto_reprice`.
+  proto_agg   (--proto) a roll-up that prices aggregated usage, see `proto_agg_rollup`.
 
 The roll-ups of every engine must be identical, group by group, to the last of 18 decimals;
 mismatches are printed and fail the run. Results go to bench/results/latest.json.
@@ -109,7 +110,7 @@ def work_aispend(file: Path, workdir: Path, engine: str, variant: str) -> dict[s
     rollup.write_parquet(out)
     return {
         "catalog_load_s": catalog_s,
-        "plan_s": t1 - t0,  # reprice(): its eager distinct (provider, model) and key passes
+        "plan_s": t1 - t0,  # the reprice() call itself: its eager distinct-context pre-pass
         "collect_s": t2 - t1,
         "wall_s": t2 - t0,
         "cpu_s": time.process_time() - cpu0,  # all threads of this process
@@ -499,6 +500,51 @@ def _reason(table: pl.DataFrame) -> pl.Expr:
     )
 
 
+def _priced(table: pl.DataFrame) -> pl.Expr:
+    """`_reason(table).is_null()` as boolean logic only: no string is built.
+
+    Mirrors reprice's rules (the roll-up comparison with DuckDB guards against drift)."""
+    from transforms.reprice import _USAGE, RATE_OF, _usage_missing
+    from transforms.schema import ROW_ISSUES, TOKEN_COLUMNS
+
+    def col0(name: str) -> pl.Expr:
+        return pl.col(name).fill_null(0)
+
+    measured = (*TOKEN_COLUMNS, "image_count", "video_seconds", "audio_seconds")
+    invalid = pl.any_horizontal(
+        [(pl.col(c) < 0).fill_null(False) for c in measured]
+        + [
+            col0("cache_read_tokens") + col0("cache_write_tokens")
+            > col0("input_tokens").clip(lower_bound=0),
+            col0("cache_write_1h_tokens") > col0("cache_write_tokens"),
+            col0("reasoning_tokens") > col0("output_tokens").clip(lower_bound=0),
+        ]
+    )
+    positive = [c for c in RATE_OF if c != "request"]
+    any_rated = pl.any_horizontal(
+        [
+            (_USAGE[c] > 0) & pl.col(RATE_OF[c]).is_not_null()
+            for c in positive
+            if table[RATE_OF[c]].null_count() < table.height
+        ]
+        + [pl.col(RATE_OF["request"]).is_not_null(), pl.lit(False)]
+    )
+    any_usage = pl.any_horizontal([_USAGE[c] > 0 for c in positive])
+    clean = pl.col(ROW_ISSUES).is_null()
+    return (
+        pl.when(pl.col("gateway_cache_hit").fill_null(False))
+        .then(clean)
+        .otherwise(
+            clean
+            & ~invalid
+            & pl.col("_catalog_reason").is_null()
+            & ~_usage_missing().fill_null(False)
+            & pl.col("started_at").is_not_null()
+            & ~(any_usage & ~any_rated)
+        )
+    )
+
+
 def proto_reprice(requests: pl.LazyFrame, catalog: Any) -> pl.LazyFrame:
     """What transforms.reprice.reprice computes, restructured (row order is not kept):
 
@@ -507,12 +553,15 @@ def proto_reprice(requests: pl.LazyFrame, catalog: Any) -> pl.LazyFrame:
        key columns, per-key price segments and the catalog's part of unpriced_reason are
        computed on that small table.
     2. The big frame joins that table once, on (provider, model, service_tier, batch, region)
-       as logged, media_variant and the day, without maintain_order. (reprice joins twice,
-       both with maintain_order="left", and computes canonical_provider and the key
-       expressions on every row, in each of its three passes.)
+       as logged, media_variant and the day, without maintain_order.
     3. Cost components whose rate is null in every resolved segment are the literal 0 (no
        Decimal multiply per row), and when no contract term changes any rate the list cost is
        the contract cost (one Decimal sum instead of two).
+
+    Up to commit b8f2798 reprice made three passes (canonical_provider and the key
+    expressions on every row in each) and joined twice with maintain_order="left"; since
+    41be78b it does 1 and 3 itself, and differs from this only in keeping
+    maintain_order="left" and joining on the four raw media columns.
     """
     from transforms.expressions import flag_if, join_flags
     from transforms.reprice import _USAGE, COMPONENT_COLUMNS, RATE_OF, REPRICE_COLUMNS
@@ -594,8 +643,9 @@ def proto_agg_rollup(requests: pl.LazyFrame, catalog: Any) -> pl.LazyFrame:
     Within one price segment every integer usage component costs usage x rate, so the sum
     over a group is (sum of usage) x rate, exactly (fixed-point, no rounding). The requests
     are aggregated per (day, provider, model_key, feature, price segment) with each row's
-    priced/unpriced status, and only the aggregates are multiplied by the rates. Seconds of
-    video/audio are rounded per row in reprice, so those are still priced per row.
+    priced/unpriced status (boolean logic: no reason string is built), and only the
+    aggregates are multiplied by the rates. Seconds of video/audio are rounded per row in
+    reprice, so those are still priced per row.
     """
     from transforms.reprice import _USAGE, RATE_OF
     from transforms.rollups import ROLLUP_KEYS, ROLLUP_MONEY_COLUMNS, ROLLUP_TOKEN_COLUMNS
@@ -615,7 +665,7 @@ def proto_agg_rollup(requests: pl.LazyFrame, catalog: Any) -> pl.LazyFrame:
 
     keys = ["_day", "provider", "model_key", "feature", "_segment"]
     per_segment = (
-        joined.with_columns(_reason(table).is_null().alias("_priced"))
+        joined.with_columns(_priced(table).alias("_priced"))
         .group_by(keys)
         .agg(
             pl.len().alias("requests"),
@@ -844,8 +894,9 @@ def main(argv: list[str] | None = None) -> int:
                 args.wait_idle,
             )
             runs.setdefault(name, []).append(r)
+            seconds = r.wall_s if r.wall_s == r.wall_s else r.process_s  # nan: whole process
             status = (
-                f"{r.wall_s:.2f} s, peak {r.peak_rss_mb:,.0f} MB" if r.ok else f"FAILED ({r.error})"
+                f"{seconds:.2f} s, peak {r.peak_rss_mb:,.0f} MB" if r.ok else f"FAILED ({r.error})"
             )
             print(f"  {name} #{i + 1}: {status}", flush=True)
 

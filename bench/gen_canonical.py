@@ -161,7 +161,9 @@ STATUSES = (
 BATCH_SHARE = 0.065  # of rows whose model has a batch API: ~5% overall
 LONG_PROMPT_SHARE = 0.002  # of rows of long-context models
 CACHE_HIT_SHARE = 0.015  # of successful chat requests, served by the gateway's cache
-CHUNK_ROWS = 1_000_000  # generated and written one row group at a time
+CHUNK_ROWS = 1_000_000  # generated (and written) one chunk at a time
+# Parquet row groups: readers such as DuckDB parallelize a scan by row group.
+ROW_GROUP_ROWS = 250_000
 USERS = 20_000
 API_KEYS = 40
 DEFAULT_START = dt.date(2025, 10, 1)
@@ -441,7 +443,7 @@ def write(
             table = frame.to_arrow()
             if writer is None:
                 writer = pq.ParquetWriter(tmp, table.schema, compression="lz4")
-            writer.write_table(table, row_group_size=CHUNK_ROWS)
+            writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
     finally:
         if writer is not None:
             writer.close()
