@@ -19,8 +19,9 @@ $(VENV)/.synced: uv.lock pyproject.toml | $(UV)
 	$(UV) sync --frozen --python 3.11
 	touch $@
 
+# 35 generated days through the whole pipeline (lake, warehouse, Dagster runs) under ./data.
 demo: $(VENV)/.synced
-	$(VENV)/bin/aispend demo
+	$(VENV)/bin/aispend demo --data-dir data
 
 test: $(VENV)/.synced
 	$(VENV)/bin/pytest
@@ -37,9 +38,11 @@ format: $(VENV)/.synced
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+# The Dagster UI over the demo's data: same lake, warehouse and instance (data/dagster_home).
 ui: $(VENV)/.synced
-	mkdir -p dagster_home && cp -n docs/examples/dagster.yaml dagster_home/dagster.yaml 2>/dev/null || true
-	DAGSTER_HOME=$(CURDIR)/dagster_home $(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	mkdir -p data/dagster_home && cp -n docs/examples/dagster.yaml data/dagster_home/dagster.yaml 2>/dev/null || true
+	AISPEND_DATA_DIR=$(CURDIR)/data DAGSTER_HOME=$(CURDIR)/data/dagster_home \
+		$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 clean:
 	rm -rf out $(VENV)/.synced

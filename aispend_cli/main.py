@@ -84,17 +84,37 @@ def _print_summary(summary: dict[str, object], as_json: bool) -> None:
 
 @app.command()
 def demo(
-    out: Annotated[Path, typer.Option("--out", help="Where to write the repriced sample")] = Path(
-        "out/demo_repriced.parquet"
-    ),
+    data_dir: Annotated[
+        Path, typer.Option("--data-dir", help="Where generated data, lake and warehouse go")
+    ] = Path("data"),
+    days: Annotated[int, typer.Option("--days", help="Days to generate and run", min=1)] = 35,
+    requests_per_day: Annotated[
+        int, typer.Option("--requests-per-day", help="Generated requests per day", min=1)
+    ] = 400,
+    seed: Annotated[int, typer.Option("--seed", help="Generator seed")] = 7,
+    progress: Annotated[
+        bool, typer.Option("--progress/--no-progress", help="Show a progress bar")
+    ] = True,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Only reprice the bundled sample into this file"),
+    ] = None,
 ) -> None:
-    """Reprice the bundled sample of requests and print the summary."""
-    from aispend_cli.reprice_cmd import SAMPLE_FILE, run_reprice
+    """Generate realistic data, run the full pipeline on every day, print where it is."""
+    if out is not None:
+        from aispend_cli.reprice_cmd import SAMPLE_FILE, run_reprice
+
+        with user_errors():
+            summary = run_reprice(SAMPLE_FILE, out, _load_catalog(None), None)
+        typer.echo(f"aispend demo: repriced {SAMPLE_FILE.name}")
+        _print_summary(summary, False)
+        return
+    from aispend_cli.demo_cmd import demo_command
 
     with user_errors():
-        summary = run_reprice(SAMPLE_FILE, out, _load_catalog(None), None)
-    typer.echo(f"aispend demo: repriced {SAMPLE_FILE.name}")
-    _print_summary(summary, False)
+        code = demo_command(data_dir, days, requests_per_day, seed, progress, typer.echo)
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command()
@@ -109,11 +129,23 @@ def ingest(
     ] = None,
     timezone: Annotated[str, typer.Option("--timezone", help="Zone of naive timestamps")] = "UTC",
     as_json: Annotated[bool, typer.Option("--json", help="Print the counts as JSON")] = False,
+    config: Annotated[
+        str | None,
+        typer.Option(
+            "--config",
+            help="sources.yaml: --source is then a source name there (its kind, name, zone)",
+        ),
+    ] = None,
 ) -> None:
     """Normalize one source file: normalized, duplicates and quarantine Parquet, with counts."""
     from sources.ingest import ingest_file, write_outputs
 
     with user_errors():
+        if config is not None:
+            from sources.config import load_sources
+
+            configured = load_sources(config).get(source)
+            source, name, timezone = configured.kind, configured.name, configured.timezone
         result = ingest_file(source, input_path, name=name, timezone=timezone)
         problems = result.problems()
         if problems:
@@ -214,6 +246,98 @@ def generate(
     typer.echo(
         f"wrote {len(files)} files to {out} (seed {seed}); manifest: {out / 'manifest.json'}"
     )
+
+
+@app.command()
+def run(
+    date_from: Annotated[str, typer.Option("--from", help="First UTC day (YYYY-MM-DD)")],
+    date_to: Annotated[str, typer.Option("--to", help="Last UTC day (YYYY-MM-DD), included")],
+    config: Annotated[
+        Path | None, typer.Option("--config", help="sources.yaml (default: $AISPEND_CONFIG)")
+    ] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option("--data-dir", help="Lake and warehouse base (default: $AISPEND_DATA_DIR)"),
+    ] = None,
+    progress: Annotated[
+        bool, typer.Option("--progress/--no-progress", help="Show a progress bar")
+    ] = True,
+) -> None:
+    """Materialize every pipeline asset for those days (and their invoice months) in-process."""
+    from aispend_cli.run_cmd import run_command
+
+    start, end = _parse_date(date_from, "--from"), _parse_date(date_to, "--to")
+    with user_errors():
+        code = run_command(start, end, config, data_dir, progress, typer.echo)
+    if code:
+        raise typer.Exit(code)
+
+
+@app.command()
+def report(
+    date: Annotated[str, typer.Option("--date", help="UTC day to report (YYYY-MM-DD)")],
+    data_dir: Annotated[
+        str | None,
+        typer.Option("--data-dir", help="Data directory (default: $AISPEND_DATA_DIR or ./data)"),
+    ] = None,
+    out: Annotated[
+        str | None, typer.Option("--out", help="Output directory (default: DATA_DIR/reports)")
+    ] = None,
+) -> None:
+    """Render the daily HTML cost and latency report of one day (and the index)."""
+    from aispend_cli.report_cmd import report_command
+
+    code = report_command(date, data_dir, out)
+    if code:
+        raise typer.Exit(code)
+
+
+@app.command()
+def anomalies(
+    date: Annotated[str, typer.Option("--date", help="UTC day to list (YYYY-MM-DD)")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON for scripts")] = False,
+    data_dir: Annotated[
+        str | None,
+        typer.Option("--data-dir", help="Data directory (default: $AISPEND_DATA_DIR or ./data)"),
+    ] = None,
+) -> None:
+    """List the day's anomalies and budget events with their scores and impact."""
+    from aispend_cli.anomalies_cmd import anomalies_command
+
+    code = anomalies_command(date, as_json, data_dir)
+    if code:
+        raise typer.Exit(code)
+
+
+@app.command()
+def reconcile(
+    month: Annotated[str, typer.Option("--month", help="Calendar month (YYYY-MM)")],
+    provider: Annotated[
+        str | None, typer.Option("--provider", help="Only this provider (e.g. openai)")
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print every line with category and amounts")
+    ] = False,
+    data_dir: Annotated[
+        str | None,
+        typer.Option("--data-dir", help="Data directory (default: $AISPEND_DATA_DIR or ./data)"),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="Tolerances/accounts YAML ($AISPEND_RECONCILE_CONFIG)"),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Report directory (default: DATA_DIR/reports/reconciliation)"),
+    ] = None,
+) -> None:
+    """Reconcile a month: expected cost vs provider usage vs invoices; exit 3 on variances."""
+    from aispend_cli.reconcile_cmd import reconcile_command
+
+    with user_errors():
+        code = reconcile_command(month, provider, as_json, data_dir, config, out, typer.echo)
+    if code:
+        raise typer.Exit(code)
 
 
 @catalog_app.command("validate")

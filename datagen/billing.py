@@ -56,6 +56,12 @@ invoices/invoice-<provider>-YYYY-MM.csv   exactly the INVOICE_LINE_SCHEMA column
     per model, token type (or image variant / video) and unit price, amounts rounded to the
     cent so that they sum to the month's exact cost rounded to the cent (largest remainder);
     then a credit line (-5% of usage) and a tax line (8% of usage + credit).
+
+Billing faults (`datagen.faults.BillingFaults`, `write_reports(..., faults=)`) change what the
+providers bill before any file is written, so every report and the invoice agree on them:
+price changes, bypass traffic on an account the gateway never uses, default tier billed as
+priority, a duplicated invoice line, and a correction invoice restating an invoice mismatch.
+Each is recorded with its exact amount in `Reports.billing_faults`.
 """
 
 from __future__ import annotations
@@ -64,7 +70,7 @@ import datetime as dt
 import hashlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
@@ -72,6 +78,7 @@ from typing import Any
 import polars as pl
 
 from datagen import jsonio, org
+from datagen.faults import BillingFaults
 from datagen.org import MODELS
 from transforms.schema import INVOICE_LINE_SCHEMA
 
@@ -995,6 +1002,7 @@ class Reports:
     lines: list[dict[str, Any]]  # exact cost lines (component, quantity, cost, rate)
     months: dict[str, dict[str, dict[str, Decimal]]]  # month -> provider -> month_summary
     mismatches: list[dict[str, Any]]
+    billing_faults: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
 def _apply_mismatch(rows: list[dict[str, Any]], amount: Decimal, rel: str) -> dict[str, Any]:
@@ -1014,16 +1022,162 @@ def _apply_mismatch(rows: list[dict[str, Any]], amount: Decimal, rel: str) -> di
     }
 
 
+BYPASS_TEAM = "shadow-it"  # a team whose traffic never goes through the gateway
+BYPASS_PROVIDERS = ("openai", "anthropic")  # their reports name a per-team account
+TIER_PROVIDERS = ("openai",)  # the only reports here that name the service tier
+
+
+def _scale(line: dict[str, Any], factor: Decimal) -> Decimal:
+    """Multiply a cost line by factor in place; returns the extra cost."""
+    before: Decimal = line["cost"]
+    line["cost"] = before * factor
+    line["rate"] = (line["cost"] / line["quantity"]).normalize()
+    return before * factor - before
+
+
+def apply_billing_faults(
+    agg_rows: list[dict[str, Any]], lines: list[dict[str, Any]], faults: BillingFaults
+) -> dict[str, list[dict[str, Any]]]:
+    """Change what the providers bill (in place): price changes, bypass traffic, tiers."""
+    recorded: dict[str, list[dict[str, Any]]] = {
+        "price_changes": [],
+        "bypass": [],
+        "tier_mismatch": [],
+    }
+    for provider, model, since, factor in faults.price_changes:
+        hit = [
+            r
+            for r in lines
+            if r["provider"] == provider and model in r["model"] and r["date"] >= since
+        ]
+        if not hit:
+            raise ValueError(f"price change: no {provider} usage of {model!r} from {since}")
+        extra = sum((_scale(r, factor) for r in hit), Decimal(0))
+        for row in agg_rows:
+            if row["provider"] == provider and model in row["model"] and row["date"] >= since:
+                row["cost_usd"] = Decimal(row["cost_usd"]) * factor
+        recorded["price_changes"].append(
+            {
+                "provider": provider,
+                "model": model,
+                "since": since.isoformat(),
+                "factor": str(factor),
+                "first_billed_day": min(r["date"] for r in hit).isoformat(),
+                "extra_usd": jsonio.dec_text(extra),
+            }
+        )
+    for provider, day in faults.bypass:
+        if provider not in BYPASS_PROVIDERS:
+            raise ValueError(f"bypass: provider must be one of {BYPASS_PROVIDERS}")
+        extra_lines = [
+            {**r, "team": BYPASS_TEAM}
+            for r in lines
+            if r["provider"] == provider and r["date"] == day
+        ]
+        extra_rows = [
+            {**r, "team": BYPASS_TEAM}
+            for r in agg_rows
+            if r["provider"] == provider and r["date"] == day
+        ]
+        if not extra_lines:
+            raise ValueError(f"bypass: no {provider} usage on {day}")
+        lines += extra_lines
+        agg_rows += extra_rows
+        account = project_id(BYPASS_TEAM) if provider == "openai" else workspace_id(BYPASS_TEAM)
+        recorded["bypass"].append(
+            {
+                "provider": provider,
+                "date": day.isoformat(),
+                "account_id": account,
+                "tokens": sum(r["input_tokens"] + r["output_tokens"] for r in extra_rows),
+                "cost_usd": jsonio.dec_text(sum((r["cost"] for r in extra_lines), Decimal(0))),
+            }
+        )
+    for provider, day in faults.tier_mismatch:
+        if provider not in TIER_PROVIDERS:
+            raise ValueError(f"tier mismatch: provider must be one of {TIER_PROVIDERS}")
+
+        def standard(r: dict[str, Any], provider: str = provider, day: dt.date = day) -> bool:
+            return (
+                r["provider"] == provider
+                and r["date"] == day
+                and not r["batch"]
+                and r["service_tier"] == "default"
+            )
+
+        hit = [r for r in lines if standard(r) and r["unit"] == "tokens"]
+        if not hit:
+            raise ValueError(f"tier mismatch: no default-tier {provider} usage on {day}")
+        extra = sum((_scale(r, Decimal(2)) for r in hit), Decimal(0))
+        models = {r["model"] for r in hit}
+        for r in hit:
+            r["service_tier"] = "priority"
+        for row in agg_rows:
+            if standard(row) and row["model"] in models:
+                row["service_tier"] = "priority"
+        recorded["tier_mismatch"].append(
+            {
+                "provider": provider,
+                "date": day.isoformat(),
+                "models": sorted(models),
+                "extra_usd": jsonio.dec_text(extra),
+            }
+        )
+    return recorded
+
+
+def _duplicate_line(rows: list[dict[str, Any]], rel: str) -> dict[str, Any]:
+    usage = [i for i, r in enumerate(rows) if r["charge_category"] == "usage"]
+    i = max(usage, key=lambda j: (rows[j]["amount_usd"], -j))
+    copy = {**rows[i], "line_id": f"{rows[i]['invoice_id']}-{len(rows) + 1:04d}"}
+    rows.append(copy)
+    return {
+        "provider": copy["provider"],
+        "file": rel,
+        "invoice_id": copy["invoice_id"],
+        "line_id": rows[i]["line_id"],
+        "duplicate_line_id": copy["line_id"],
+        "amount": jsonio.cents(copy["amount_usd"]),
+    }
+
+
+def _correction(mismatch: dict[str, Any], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A correction invoice that takes back an invoice mismatch."""
+    original = next(r for r in rows if r["line_id"] == mismatch["line_id"])
+    inv = original["invoice_id"][: -len("0001")] + "0002"
+    return [
+        {
+            **{k: None for k in INVOICE_LINE_SCHEMA.names()},
+            "invoice_id": inv,
+            "provider": original["provider"],
+            "billing_period_start": original["billing_period_start"],
+            "billing_period_end": original["billing_period_end"],
+            "line_id": f"{inv}-0001",
+            "description": f"Correction: {original['description']}",
+            "charge_category": "usage",
+            "model": original["model"],
+            "amount_usd": -Decimal(mismatch["amount"]),
+            "currency": "USD",
+            "is_correction": True,
+            "corrects_invoice_id": original["invoice_id"],
+        }
+    ]
+
+
 def write_reports(
     out: Path,
     priced: pl.DataFrame,
     days: list[dt.date],
     mismatch: Sequence[tuple[str, Decimal]] = (),
+    faults: BillingFaults | None = None,
 ) -> Reports:
     """Write every provider report and invoice."""
     agg = billable(priced)
     agg_rows = agg.to_dicts()
     lines = cost_lines(agg)
+    billing_faults = BillingFaults() if faults is None else faults
+    recorded = apply_billing_faults(agg_rows, lines, billing_faults)
+    recorded.update({"duplicate_billing": [], "restated": []})
     months: dict[str, list[dt.date]] = defaultdict(list)
     for d in days:
         months[month_key(d)].append(d)
@@ -1031,6 +1185,7 @@ def write_reports(
     flattened = {d for i, d in enumerate(days) if i % 3 == 1}
     summaries: dict[str, dict[str, dict[str, Decimal]]] = defaultdict(dict)
     mismatched: set[str] = set()
+    duplicated: set[str] = set()
     mismatches: list[dict[str, Any]] = []
 
     def of(provider: str, month: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -1076,9 +1231,19 @@ def write_reports(
                 if p == provider and provider not in mismatched:
                     mismatched.add(provider)
                     mismatches.append(_apply_mismatch(rows, amount, rel))
+                    if provider in billing_faults.restated:
+                        fix = _correction(mismatches[-1], rows)
+                        crel = f"invoices/invoice-{provider}-{month}-correction.csv"
+                        files[crel] = write_invoice(out / crel, fix)
+                        recorded["restated"].append(
+                            {**mismatches[-1], "file": crel, "invoice_id": fix[0]["invoice_id"]}
+                        )
+            if provider in billing_faults.duplicate_billing and provider not in duplicated:
+                duplicated.add(provider)
+                recorded["duplicate_billing"].append(_duplicate_line(rows, rel))
             files[rel] = write_invoice(out / rel, rows)
             summaries[month][provider] = month_summary(plines)
-    return Reports(files, agg_rows, lines, dict(summaries), mismatches)
+    return Reports(files, agg_rows, lines, dict(summaries), mismatches, recorded)
 
 
 def flattened_buckets(days: list[dt.date]) -> list[dict[str, str]]:

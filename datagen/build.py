@@ -258,7 +258,9 @@ def generate(
     }
     gw_files, recorded = _write_gateways(out, seed, priced, day_list, spec)
     files.update(gw_files)
-    reports = billing.write_reports(out, priced, day_list, spec.invoice_mismatch)
+    reports = billing.write_reports(
+        out, priced, day_list, spec.invoice_mismatch, faults=spec.billing
+    )
     files.update({rel: {"records": n} for rel, n in reports.files.items()})
 
     logical = priced.filter(pl.col("attempt") == 1).height
@@ -296,6 +298,7 @@ def generate(
             "spikes": spike_records,
             "missing_logs": recorded["missing_logs"],
             "invoice_mismatch": reports.mismatches,
+            "billing_faults": reports.billing_faults,
             "duplicates": recorded["duplicates"],
             "malformed": recorded["malformed"],
         },

@@ -12,6 +12,20 @@ test to find it again (file relative to the output directory, 1-based line numbe
   invoice is off by `amount` (USD, may be negative); the usage reports stay right.
 * duplicate_rate: that fraction of every gateway file's lines (at least one when > 0) is
   delivered twice: byte-identical copies appended at the end of the file.
+* billing faults (`BillingFaults`, applied by datagen.billing to the provider reports and the
+  invoices; the truth and the gateway logs never change), each recorded with its exact
+  amount in `billing.Reports.billing_faults` (`FaultSpec.billing` is applied when
+  datagen.build passes it to `billing.write_reports(..., faults=)`):
+  - price_changes `(provider, model, since, factor)`: from `since` on, the provider bills the
+    model (substring of the billed model name) at `factor` x the catalog price, tokens equal.
+  - bypass `(provider, day)`: the provider also bills a copy of that day's usage on a project
+    or workspace the gateway never uses (openai, anthropic: accounts are per team).
+  - tier_mismatch `(provider, day)`: that day's default-tier usage is billed as priority, at
+    twice the price (openai: the only report that names the tier).
+  - duplicate_billing `(provider, ...)`: the largest usage line of the provider's first
+    invoice appears twice.
+  - restated `(provider, ...)`: a correction invoice takes back the provider's
+    invoice_mismatch (`is_correction` lines pointing at the original invoice).
 * malformed_rate: that fraction of every gateway file's lines (at least one when > 0) is
   corrupted in place, cycling through `truncated_json` (the first half of the line),
   `wrong_type` (the output-token field becomes the string "<n> tokens") and
@@ -44,15 +58,41 @@ MALFORMED_KINDS = ("truncated_json", "wrong_type", "negative_tokens")
 
 
 @dataclass(frozen=True)
+class BillingFaults:
+    price_changes: tuple[tuple[str, str, dt.date, Decimal], ...] = ()
+    bypass: tuple[tuple[str, dt.date], ...] = ()
+    tier_mismatch: tuple[tuple[str, dt.date], ...] = ()
+    duplicate_billing: tuple[str, ...] = ()
+    restated: tuple[str, ...] = ()
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "price_changes": [
+                {"provider": p, "model": m, "since": d.isoformat(), "factor": str(f)}
+                for p, m, d, f in self.price_changes
+            ],
+            "bypass": [{"provider": p, "date": d.isoformat()} for p, d in self.bypass],
+            "tier_mismatch": [
+                {"provider": p, "date": d.isoformat()} for p, d in self.tier_mismatch
+            ],
+            "duplicate_billing": list(self.duplicate_billing),
+            "restated": list(self.restated),
+        }
+
+
+@dataclass(frozen=True)
 class FaultSpec:
     spikes: tuple[Spike, ...] = ()
     missing_logs: tuple[tuple[str, dt.date], ...] = ()
     invoice_mismatch: tuple[tuple[str, Decimal], ...] = ()
     duplicate_rate: float = 0.0
     malformed_rate: float = 0.0
+    billing: BillingFaults | None = None
 
     def describe(self) -> dict[str, Any]:
+        extra = {"billing": self.billing.describe()} if self.billing else {}
         return {
+            **extra,
             "spikes": [
                 {"feature": s.feature, "date": s.day.isoformat(), "multiplier": s.multiplier}
                 for s in self.spikes

@@ -21,7 +21,8 @@ import polars as pl
 
 from pricing_catalog.errors import CatalogError, CatalogErrors
 from pricing_catalog.genai_source import genai_rows, genai_version
-from pricing_catalog.rows import CONTEXTS, PriceRow, rows_to_frame
+from pricing_catalog.row_checks import band_errors
+from pricing_catalog.rows import CONTEXTS, DAY_SECONDS, PriceRow, rows_to_frame
 from pricing_catalog.yaml_source import Alias, ContractTerm, PriceFile, load_price_file
 
 BUILTIN_DIR = Path(__file__).parent / "data"
@@ -153,9 +154,11 @@ class Catalog:
             parsed.append(pf)
             sources[pf.path] = source
             errors += errs
+        yaml_rows = [r for pf in parsed for r in pf.rows]
+        # A band without a base row leaves every shorter prompt between price segments.
+        errors += band_errors(yaml_rows)
         if errors:
             raise CatalogErrors(errors)
-        yaml_rows = [r for pf in parsed for r in pf.rows]
         all_rows = list(_cached_genai_rows()) if with_genai else []
         all_rows += _fill_bands(_expand_contexts(yaml_rows))
         by_precedence = sorted(parsed, key=lambda pf: -PRECEDENCE[sources[pf.path]])
@@ -184,6 +187,35 @@ class Catalog:
         for rows in out.values():
             rows.sort(key=lambda r: (r.valid_from, r.tod_start_s, r.band_above))
         return dict(out)
+
+    @functools.cached_property
+    def segment_cuts(self) -> dict[str, tuple[frozenset[int], frozenset[int]]]:
+        """model_key -> (time-of-day, prompt-size) bounds its price segments use besides the
+        whole day and the base band; models without any are left out."""
+        tods: dict[str, set[int]] = defaultdict(set)
+        bands: dict[str, set[int]] = defaultdict(set)
+        for r in self.rows:
+            tods[r.model_key] |= {min(max(v, 0), DAY_SECONDS) for v in (r.tod_start_s, r.tod_end_s)}
+            bands[r.model_key] |= {max(v, -1) for v in (r.band_above, r.band_upto) if v is not None}
+        out = {}
+        for key in tods:
+            tod = frozenset(tods[key] - {0, DAY_SECONDS})
+            band = frozenset(bands[key] - {-1})
+            if tod or band:
+                out[key] = (tod, band)
+        return out
+
+    @functools.cached_property
+    def rated_unit_sets(self) -> frozenset[frozenset[str]]:
+        """The distinct sets of units that some price row quotes."""
+        return frozenset(frozenset(r.rates) for r in self.rows)
+
+    def build_indexes(self) -> Catalog:
+        """Build the lookup indexes repricing uses now rather than on first use (they depend
+        on the catalog only, so a long-lived process or a benchmark pays for them once)."""
+        for index in ("rows_by_series", "segment_cuts", "rated_unit_sets", "yaml_model_keys"):
+            getattr(self, index)
+        return self
 
     @functools.cached_property
     def yaml_model_keys(self) -> dict[str, set[str]]:

@@ -1,9 +1,9 @@
 """`aispend catalog validate`: every problem in the catalog files, each one line with file and line.
 
-Catalog.load stops at parse errors; this goes further and also checks what only shows up
-across entries and files: overlapping or gapped validity within one price series, prompt-size
-band rows without a base row, match globs that capture another model, alias targets the
-catalog does not know, and contract terms of one kind that overlap in time.
+Catalog.load stops at parse errors and at band rows without a base row; this goes further and
+also checks what only shows up across entries and files: overlapping or gapped validity within
+one price series, match globs that capture another model, alias targets the catalog does not
+know, and contract terms of one kind that overlap in time.
 """
 
 from __future__ import annotations
@@ -17,10 +17,16 @@ from pathlib import Path
 
 from pricing_catalog.catalog import PRECEDENCE, catalog_files
 from pricing_catalog.errors import CatalogError
+from pricing_catalog.row_checks import (
+    TIERS,
+    band_errors,
+    describe_row,
+    error_at,
+    row_tiers,
+)
 from pricing_catalog.rows import PriceRow
 from pricing_catalog.yaml_source import Alias, ContractTerm, PriceFile, load_price_file
 
-TIERS = ("default", "flex", "priority")
 # Raw YAML rows: one price series per (source, model, batch, media variant, prompt band); the
 # service tiers a row covers are compared separately, since a row without one covers all.
 GroupKey = tuple[str, str, bool, str, int]
@@ -43,7 +49,7 @@ def validate_catalog(extra_dirs: list[Path]) -> list[CatalogError]:
     rows = [r for pf in parsed for r in pf.rows]
     genai_ids = _genai_model_ids()
     errors += _series_errors(rows, genai_ids)
-    errors += _band_errors(rows)
+    errors += band_errors(rows)
     errors += _glob_errors(parsed, genai_ids)
     errors += _alias_errors([a for pf in parsed for a in pf.aliases], parsed)
     errors += _contract_errors([c for pf in parsed for c in pf.contracts])
@@ -54,16 +60,6 @@ def validate_catalog(extra_dirs: list[Path]) -> list[CatalogError]:
 # --------------------------------------------------------------------------- helpers
 
 
-def _at(origin: str) -> tuple[str, int | None]:
-    path, _, line = origin.rpartition(":")
-    return (path, int(line)) if path and line.isdigit() else (origin, None)
-
-
-def _error(origin: str, message: str) -> CatalogError:
-    path, line = _at(origin)
-    return CatalogError(path, line, message)
-
-
 def _overlaps(a_from: dt.date, a_to: dt.date | None, b_from: dt.date, b_to: dt.date | None) -> bool:
     return (b_to is None or a_from < b_to) and (a_to is None or b_from < a_to)
 
@@ -72,25 +68,10 @@ def _span(valid_from: dt.date, valid_to: dt.date | None) -> str:
     return f"[{valid_from}, {valid_to or 'open'})"
 
 
-def _tiers(row: PriceRow) -> frozenset[str]:
-    return frozenset(TIERS) if row.service_tier is None else frozenset({row.service_tier})
-
-
 def _effective_tiers(row: PriceRow, explicit: set[tuple[str, dt.date]]) -> frozenset[str]:
     if row.service_tier is not None:
         return frozenset({row.service_tier})
     return frozenset(t for t in TIERS if (t, row.valid_from) not in explicit)
-
-
-def _describe(row: PriceRow) -> str:
-    parts = [row.service_tier or "every tier"]
-    if row.batch:
-        parts.append("batch")
-    if row.media_variant:
-        parts.append(row.media_variant)
-    if row.band_above >= 0:
-        parts.append(f"prompt > {row.band_above} tokens")
-    return f"{row.model_key} ({', '.join(parts)})"
 
 
 def _group_key(row: PriceRow) -> GroupKey:
@@ -134,9 +115,9 @@ def _series_errors(rows: list[PriceRow], genai_ids: dict[str, set[str]]) -> list
                 a.valid_from, a.valid_to, b.valid_from, b.valid_to
             ):
                 errors.append(
-                    _error(
+                    error_at(
                         b.origin,
-                        f"{_describe(b)} {_span(b.valid_from, b.valid_to)} overlaps with "
+                        f"{describe_row(b)} {_span(b.valid_from, b.valid_to)} overlaps with "
                         f"{a.origin} {_span(a.valid_from, a.valid_to)}",
                     )
                 )
@@ -160,9 +141,9 @@ def _series_errors(rows: list[PriceRow], genai_ids: dict[str, set[str]]) -> list
                 ):
                     reported.add((last.origin, nxt.origin))
                     errors.append(
-                        _error(
+                        error_at(
                             nxt.origin,
-                            f"{_describe(nxt)}: no price from {last.valid_to} to "
+                            f"{describe_row(nxt)}: no price from {last.valid_to} to "
                             f"{nxt.valid_from} (previous row {last.origin} ends {last.valid_to})",
                         )
                     )
@@ -190,7 +171,7 @@ def _covered_below(
         if PRECEDENCE[r.source] < PRECEDENCE[source]
         and (r.model_key, r.batch, r.media_variant, r.band_above)
         == (model_key, batch, variant, band)
-        and tier in _tiers(r)
+        and tier in row_tiers(r)
     )
     day = gap_from
     for start, end in spans:
@@ -200,32 +181,6 @@ def _covered_below(
             return True
         day = max(day, end)
     return False
-
-
-def _band_errors(rows: list[PriceRow]) -> list[CatalogError]:
-    """A prompt-size band row prices prompts above a threshold; prompts below need a base row
-    of the same model, context and valid_from in the same source."""
-    base_tiers: dict[tuple[object, ...], set[str]] = defaultdict(set)
-    for r in rows:
-        if r.band_above < 0:
-            base_tiers[(r.source, r.model_key, r.batch, r.media_variant, r.valid_from)] |= _tiers(r)
-    errors = []
-    for r in rows:
-        if r.band_above < 0:
-            continue
-        missing = (
-            _tiers(r) - base_tiers[(r.source, r.model_key, r.batch, r.media_variant, r.valid_from)]
-        )
-        if missing:
-            errors.append(
-                _error(
-                    r.origin,
-                    f"{_describe(r)}: band row above_input_tokens {r.band_above} has no base row "
-                    f"(without above_input_tokens) valid from {r.valid_from} "
-                    f"for tier {', '.join(sorted(missing))}",
-                )
-            )
-    return errors
 
 
 def _glob_errors(parsed: list[PriceFile], genai_ids: dict[str, set[str]]) -> list[CatalogError]:
@@ -269,7 +224,7 @@ def _glob_errors(parsed: list[PriceFile], genai_ids: dict[str, set[str]]) -> lis
                 names = sorted(others)
                 more = f" (+{len(names) - 3} more)" if len(names) > 3 else ""
                 errors.append(
-                    _error(
+                    error_at(
                         first_row[key].origin,
                         f"match glob '{glob}' of {key} also matches model "
                         f"{', '.join(names[:3])}{more}",
@@ -303,7 +258,7 @@ def _alias_errors(aliases: list[Alias], parsed: list[PriceFile]) -> list[Catalog
         )
         if not known:
             errors.append(
-                _error(
+                error_at(
                     alias.origin,
                     f"alias '{alias.pattern}' -> '{alias.canonical}': {provider}/{model} is not in "
                     "the catalog (no curated or override row, no genai-prices model)",
@@ -331,7 +286,7 @@ def _contract_errors(terms: list[ContractTerm]) -> list[CatalogError]:
     for t in terms:
         if t.valid_to is not None and t.valid_to <= t.valid_from:
             errors.append(
-                _error(t.origin, f"valid_to {t.valid_to} is not after valid_from {t.valid_from}")
+                error_at(t.origin, f"valid_to {t.valid_to} is not after valid_from {t.valid_from}")
             )
             continue
         for kind in _kinds(t):
@@ -345,7 +300,7 @@ def _contract_errors(terms: list[ContractTerm]) -> list[CatalogError]:
                 continue
             scope = "every model" if model == "*" else model
             errors.append(
-                _error(
+                error_at(
                     b.origin,
                     f"contract '{b.name}' ({kind}, {provider} {scope}, "
                     f"{_span(b.valid_from, b.valid_to)}) overlaps with '{a.name}' at {a.origin} "

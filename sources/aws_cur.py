@@ -27,8 +27,8 @@ from pathlib import Path
 
 import polars as pl
 
-from sources.base import SourceContext, as_text, assemble_rows, bad_value, read_records
-from sources.focus import (
+from sources.base import SourceContext, as_text, assemble_rows, bad_value, read_records, staged
+from sources.billing_common import (
     bucket_tokens,
     c,
     currency_issue,
@@ -39,7 +39,6 @@ from sources.focus import (
     named,
     raw_column,
     scaled_quantity,
-    staged,
     token_bucket,
     unit_scale,
 )

@@ -1,4 +1,7 @@
-"""What every adapter shares: the source context, robust record readers, value coercion.
+"""What every adapter shares: the source context, robust record readers, value coercion,
+canonical assembly, and the rules the gateway adapters have in common (HTTP status codes,
+hashed keys, secret scrubbing, staged intermediates, durations, cache-token semantics).
+Billing adapters share theirs in `sources.billing_common`.
 
 Readers never drop a record: a line that is not valid JSON (or not UTF-8) comes back as a
 row with `_parse_error` set, so normalization can quarantine it with its line number. A file
@@ -11,6 +14,7 @@ document), `_record` (the verbatim record text), `_parse_error`, then the record
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import io
 import json
 from collections.abc import Sequence
@@ -22,9 +26,11 @@ import polars as pl
 
 from transforms.canonical_reader import InputError
 from transforms.expressions import flag_if, join_flags
+from transforms.schema import CANONICAL_SCHEMA, TOKEN_COLUMNS
 from transforms.timestamps import parse_utc
 
 META_COLUMNS = ("_line", "_record", "_parse_error")
+LINEAGE_COLUMNS = ("source", "source_kind", "source_file", "source_line")
 
 
 @dataclass(frozen=True)
@@ -250,15 +256,31 @@ def as_text(expr: pl.Expr) -> pl.Expr:
     return pl.when(text == "").then(None).otherwise(text)
 
 
-def as_int(expr: pl.Expr) -> pl.Expr:
-    """Whole numbers from ints, integral floats or numeric text; null otherwise."""
-    as_float = expr.cast(pl.String).str.strip_chars().cast(pl.Float64, strict=False)
-    ok = as_float.is_finite() & (as_float == as_float.round(0)) & (as_float.abs() < 2**62)
-    return pl.when(ok).then(as_float).cast(pl.Int64, strict=False)
+MAX_COUNT = 2**62  # larger "counts" are broken values, and sums of them would overflow
 
 
-def as_float(expr: pl.Expr) -> pl.Expr:
-    value = expr.cast(pl.String).str.strip_chars().cast(pl.Float64, strict=False)
+def as_int(expr: pl.Expr, dtype: pl.DataType | None = None) -> pl.Expr:
+    """Whole numbers from ints, integral floats or numeric text, exactly; null otherwise
+    (and beyond +-2**62). `dtype`: the raw dtype when known, an integer one skips text."""
+    if dtype is not None and dtype.is_integer():
+        value = expr.cast(pl.Int64, strict=False)
+    else:
+        text = expr.cast(pl.String).str.strip_chars()
+        as_float = text.cast(pl.Float64, strict=False)
+        ok = as_float.is_finite() & (as_float == as_float.round(0)) & (as_float.abs() < MAX_COUNT)
+        value = pl.coalesce(
+            text.cast(pl.Int64, strict=False),  # exact, where a float would round (> 2**53)
+            pl.when(ok).then(as_float).cast(pl.Int64, strict=False),
+        )
+    return pl.when((value > -MAX_COUNT) & (value < MAX_COUNT)).then(value)
+
+
+def as_float(expr: pl.Expr, dtype: pl.DataType | None = None) -> pl.Expr:
+    """Finite floats from numbers or numeric text; null otherwise."""
+    if dtype is not None and dtype.is_numeric():
+        value = expr.cast(pl.Float64)
+    else:
+        value = expr.cast(pl.String).str.strip_chars().cast(pl.Float64, strict=False)
     return pl.when(value.is_finite()).then(value)
 
 
@@ -314,16 +336,17 @@ def first_present(schema: pl.Schema, *paths: Sequence[str]) -> pl.Expr:
 
 
 # --------------------------------------------------------------------------- canonical rows
-def coerce(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
-    """A raw value as the canonical dtype; null when it cannot be read."""
+def coerce(expr: pl.Expr, dtype: pl.DataType, raw: pl.DataType | None = None) -> pl.Expr:
+    """A raw value (of dtype `raw`, when known) as the canonical dtype; null when it cannot
+    be read."""
     if dtype == pl.String:
         return as_text(expr)
     if dtype == pl.Boolean:
         return as_bool(expr)
     if dtype.is_integer():
-        return as_int(expr).cast(dtype, strict=False)
+        return as_int(expr, raw).cast(dtype, strict=False)
     if dtype.is_float():
-        return as_float(expr)
+        return as_float(expr, raw)
     if dtype.is_decimal():
         return as_money(expr)
     raise TypeError(f"no coercion to {dtype}")
@@ -360,26 +383,42 @@ def assemble(
         STATUSES,
     )
 
-    columns: list[pl.Expr] = []
-    issues: list[pl.Expr] = []
+    # Each value is computed once, in one select, with a cheap "raw value present" flag
+    # beside it; the checks then read those columns back. (Writing the check as
+    # `bad_value(raw, coerce(raw))` inside one row_issues expression computes every value
+    # twice: Polars does not share it between the column and the check.)
+    raw_values = {n: e for n, e in values.items() if n not in timestamps}
+    raw_schema = raw.select(
+        [e.alias(n) for n, e in raw_values.items() if CANONICAL_SCHEMA[n] != pl.String]
+    ).collect_schema()
+    stage: list[pl.Expr] = []
+    checked: list[tuple[str, str]] = []  # (column, flag when present but unreadable)
     for name, dtype in CANONICAL_SCHEMA.items():
         if name in timestamps:
             raw_expr, raw_dtype = timestamps[name]
-            parsed = as_utc(raw_expr, raw_dtype, ctx.timezone)
-            issues.append(
-                flag_if(raw_expr.is_not_null() & parsed.is_null(), f"invalid_timestamp:{name}")
-            )
-            expr = parsed
-        elif name in values:
-            raw_expr = values[name]
-            expr = coerce(raw_expr, dtype)
+            stage.append(as_utc(raw_expr, raw_dtype, ctx.timezone).alias(name))
+            stage.append(raw_expr.is_not_null().alias(f"__present_{name}"))
+            checked.append((name, f"invalid_timestamp:{name}"))
+        elif name in raw_values:
+            raw_expr = raw_values[name]
+            raw_type = raw_schema[name] if dtype != pl.String else pl.String()
+            stage.append(coerce(raw_expr, dtype, raw_type).alias(name))
             if dtype != pl.String:
-                issues.append(bad_value(raw_expr, expr, name))
+                text_like = raw_type in (pl.String, pl.Null) or isinstance(raw_type, NESTED)
+                present = raw_expr.is_not_null()
+                if text_like:  # blank text is an absent value, not an unreadable one
+                    present = present & as_text(raw_expr.cast(pl.String)).is_not_null()
+                stage.append(present.alias(f"__present_{name}"))
+                checked.append((name, f"invalid_value:{name}"))
         else:
-            expr = pl.lit(None, dtype)
-        if name in COLUMN_DEFAULTS:
-            expr = expr.fill_null(pl.lit(COLUMN_DEFAULTS[name], dtype))
-        columns.append(expr.cast(dtype).alias(name))
+            stage.append(pl.lit(None, dtype).alias(name))
+    extras = [e.alias(f"__extra_{i}") for i, e in enumerate(extra_issues)]
+    issues = [flag_if(pl.col(f"__present_{n}") & pl.col(n).is_null(), f) for n, f in checked]
+    defaults = [
+        pl.col(n).fill_null(pl.lit(COLUMN_DEFAULTS[n], CANONICAL_SCHEMA[n]))
+        for n in CANONICAL_SCHEMA
+        if n in COLUMN_DEFAULTS
+    ]
     required = ("request_id", "started_at", "provider", "model")
     checks = [
         *[_missing(c) for c in required],
@@ -392,13 +431,18 @@ def assemble(
     ]
     unreadable = pl.lit("unreadable_record:") + pl.col("_parse_error")
     return (
-        raw.select(
-            *columns,
-            *lineage(ctx),
-            pl.col("_record"),
-            pl.col("_parse_error"),
-            join_flags([*issues, *extra_issues]).alias("_issues"),
+        raw.select(*stage, *lineage(ctx), pl.col("_record"), pl.col("_parse_error"), *extras)
+        .with_columns(
+            join_flags([*issues, *[pl.col(e.meta.output_name()) for e in extras]]).alias("_issues")
         )
+        .select(
+            *[pl.col(n).cast(d) for n, d in CANONICAL_SCHEMA.items()],
+            *LINEAGE_COLUMNS,
+            "_record",
+            "_parse_error",
+            "_issues",
+        )
+        .with_columns(*defaults)
         .with_columns(*post)
         .with_columns(
             # An unreadable line has nothing else worth saying about it.
@@ -522,3 +566,180 @@ def raw_dtype(schema: pl.Schema, name: str) -> pl.DataType:
 def first_value(schema: pl.Schema, *paths: tuple[str, ...]) -> pl.Expr:
     """The first non-empty value among several field paths."""
     return pl.coalesce([as_text(value(schema, *p)) for p in paths] or [pl.lit(None, pl.String)])
+
+
+# --------------------------------------------------------------------------- gateway rules
+# API keys of OpenAI (sk-, sk-proj-), Anthropic (sk-ant-), OpenRouter (sk-or-), Helicone
+# (sk-helicone-, pk-helicone-) and the like.
+KEY_PATTERN = r"\b(?:sk|pk|rk)-[A-Za-z0-9_\-]{16,}"
+REDACTED = "[redacted-key]"
+ZERO_UUID = "00000000-0000-0000-0000-000000000000"
+# At most ~116 days in milliseconds: anything larger is not a latency.
+MAX_DURATION_MS = 10_000_000_000
+
+
+def http_status(code_raw: pl.Expr) -> pl.Expr:
+    """Canonical status from an HTTP status code; null when there is none, and the
+    (invalid) text `unreadable` when a code is present but is not a whole number.
+
+    2xx success; 408 and 504 timeout; 499 (client closed the connection) cancelled; every
+    other code error. 4xx is deliberately `error`, not `rejected`: a 400, 401 or 429 is a
+    failed call exactly like a 500 as far as cost goes (nothing generated, nothing billed),
+    the logs cannot tell a policy refusal from a client bug, and LiteLLM's `failure` (and
+    the generated ground truth) call a 429 an error. `rejected` is left to sources that say
+    explicitly that the gateway refused a request before calling the provider."""
+    code = as_int(code_raw)
+    present = as_text(code_raw.cast(pl.String)).is_not_null()
+    return (
+        pl.when(~present)
+        .then(pl.lit(None, pl.String))
+        .when(code.is_null())
+        .then(pl.lit("unreadable"))
+        .when((code >= 200) & (code < 300))
+        .then(pl.lit("success"))
+        .when(code.is_in([408, 504]))
+        .then(pl.lit("timeout"))
+        .when(code == 499)
+        .then(pl.lit("cancelled"))
+        .otherwise(pl.lit("error"))
+    )
+
+
+def _sha256_texts(texts: pl.Series) -> pl.Series:
+    digests: dict[str, str] = {}
+    out: list[str | None] = []
+    for text in texts.to_list():
+        if text is None:
+            out.append(None)
+            continue
+        if text not in digests:
+            digests[text] = "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+        out.append(digests[text])
+    return pl.Series(texts.name, out, dtype=pl.String)
+
+
+def hashed_key(expr: pl.Expr) -> pl.Expr:
+    """An API key or key id as `sha256:<hex>`: kept when it already is a SHA-256 hash
+    (`sha256:<64 hex>` or bare 64 hex), hashed otherwise. Never the raw key."""
+    text = as_text(expr.cast(pl.String))
+    lower = text.str.to_lowercase()
+    return (
+        pl.when(text.is_null())
+        .then(pl.lit(None, pl.String))
+        .when(lower.str.contains(r"^sha256:[0-9a-f]{64}$"))
+        .then(lower)
+        .when(lower.str.contains(r"^[0-9a-f]{64}$"))
+        .then(pl.lit("sha256:") + lower)
+        .otherwise(text.map_batches(_sha256_texts, return_dtype=pl.String))
+    )
+
+
+# Free-text canonical columns a secret could be pasted into (api_key_id is hashed anyway).
+TEXT_COLUMNS = (
+    "request_id",
+    "trace_id",
+    "provider",
+    "model",
+    "region",
+    "feature",
+    "team",
+    "user",
+    "image_size",
+    "image_quality",
+    "video_resolution",
+)
+
+
+def scrub_secrets() -> list[pl.Expr]:
+    """`post` expressions: a key-like secret pasted into a free-text column, or anywhere in
+    the verbatim record that quarantine keeps, is redacted."""
+    return [
+        *[pl.col(c).str.replace_all(KEY_PATTERN, REDACTED) for c in TEXT_COLUMNS],
+        pl.col("_record").str.replace_all(KEY_PATTERN, REDACTED),
+    ]
+
+
+def staged(lf: pl.LazyFrame, *stages: dict[str, pl.Expr]) -> pl.LazyFrame:
+    """Intermediate values as columns, one stage after the other. Referring to a column
+    instead of repeating an expression keeps the plan small: coercion uses its input
+    several times, and nesting expressions multiplies that into a plan Polars takes
+    seconds to optimize."""
+    for stage in stages:
+        lf = lf.with_columns(**stage)
+    return lf
+
+
+def assemble_staged(
+    lf: pl.LazyFrame,
+    ctx: SourceContext,
+    values: dict[str, pl.Expr],
+    timestamps: dict[str, tuple[pl.Expr, pl.DataType]],
+    extra_issues: list[pl.Expr],
+) -> pl.LazyFrame:
+    """`sources.base.assemble` over staged columns, with the gateway rules every adapter
+    here shares: a text column whose raw value is a list or an object (which `value` hands
+    over as JSON text) is `invalid_value:<column>`, 0 and 0 tokens is usage missing, and
+    key-like secrets are redacted."""
+    container = r"^\s*(?:\[.*\]|\{.*\})\s*$"
+    lf = lf.with_columns(
+        **{f"_v_{k}": e for k, e in values.items()},
+        **{f"_t_{k}": e for k, (e, _) in timestamps.items()},
+    )
+    containers = [
+        flag_if(pl.col(f"_v_{k}").cast(pl.String).str.contains(container), f"invalid_value:{k}")
+        for k in values
+        if k in TEXT_COLUMNS and CANONICAL_SCHEMA[k] == pl.String
+    ]
+    lf = lf.with_columns(join_flags([*extra_issues, *containers]).alias("_x_issues"))
+    return assemble(
+        lf,
+        ctx,
+        {k: pl.col(f"_v_{k}") for k in values},
+        {k: (pl.col(f"_t_{k}"), dtype) for k, (_, dtype) in timestamps.items()},
+        extra_issues=[pl.col("_x_issues")],
+        post=[*no_usage_is_null(), *scrub_secrets()],
+    )
+
+
+def no_usage_is_null() -> list[pl.Expr]:
+    """`post` expressions: 0 prompt and 0 output tokens is a call that reported no usage
+    (a stream without its usage chunk), never a free request: every token column null."""
+    no_usage = (pl.col("input_tokens").fill_null(0) == 0) & (
+        pl.col("output_tokens").fill_null(0) == 0
+    )
+    return [pl.when(~no_usage).then(pl.col(c)).alias(c) for c in TOKEN_COLUMNS]
+
+
+def plus_ms(start: pl.Expr, ms_raw: pl.Expr) -> pl.Expr:
+    """A parsed UTC datetime plus a millisecond duration (int, float or text); null when the
+    duration is unreadable, negative or absurd."""
+    ms = as_float(ms_raw)
+    ok = (ms >= 0) & (ms <= MAX_DURATION_MS)
+    micros = pl.when(ok).then((ms * 1000).round(0)).cast(pl.Int64, strict=False)
+    return start + pl.duration(microseconds=micros)
+
+
+def bad_duration(ms_raw: pl.Expr, name: str) -> pl.Expr:
+    """`invalid_value:<name>` when a duration is present but unreadable, negative or absurd."""
+    ms = as_float(ms_raw)
+    present = as_text(ms_raw.cast(pl.String)).is_not_null()
+    return flag_if(
+        present & ~((ms >= 0) & (ms <= MAX_DURATION_MS)).fill_null(False), f"invalid_value:{name}"
+    )
+
+
+def anthropic_usage(provider: pl.Expr, model: pl.Expr) -> pl.Expr:
+    """True when a row's usage object is Anthropic's (input tokens exclude the cache):
+    Anthropic itself, or a Claude model served by Bedrock or Vertex."""
+    claude = model.str.to_lowercase().str.contains("claude").fill_null(False)
+    return (provider == "anthropic") | (provider.is_in(["aws", "google"]) & claude)
+
+
+def with_cache(prompt: pl.Expr, parts: list[pl.Expr], add: pl.Expr) -> pl.Expr:
+    """`prompt` plus the `parts` it leaves out when `add` is true. Float64 (exact below
+    2**53), so that absurd sums are caught by coercion rather than wrapping around; negative
+    counts are never combined, so they are flagged as logged."""
+    p = prompt.cast(pl.Float64)
+    floats = [x.cast(pl.Float64).fill_null(0) for x in parts]
+    sane = (p >= 0) & pl.all_horizontal([x >= 0 for x in floats])
+    return pl.when(add.fill_null(False) & sane).then(p + pl.sum_horizontal(floats)).otherwise(p)

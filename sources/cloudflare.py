@@ -15,7 +15,7 @@ Quirks:
 - `cached` true = served from the gateway cache: gateway_cache_hit (the provider was never
   called; repricing makes it free).
 - Status from `status_code` (2xx success, 408/504 timeout, 499 cancelled, anything else
-  error, 4xx included: see `sources.helicone.http_status`); without a code, `success`
+  error, 4xx included: see `sources.base.http_status`); without a code, `success`
   false -> error.
 - `metadata` is a JSON string (`cf-aig-metadata` header; an object is accepted too):
   feature, team, user and api_key_id come from it. A key id is hashed `sha256:...`.
@@ -41,17 +41,15 @@ from sources.base import (
     as_int,
     as_text,
     as_utc,
-    bad_value,
-    read_records,
-)
-from sources.helicone import (
     assemble_staged,
     bad_duration,
+    bad_value,
     first_value,
     hashed_key,
     http_status,
     plus_ms,
     raw_dtype,
+    read_records,
     staged,
     value,
 )
@@ -73,6 +71,23 @@ MODALITY = (
     ("audio", "audio"),
     ("transcri", "audio"),
     ("video", "video"),
+)
+
+
+_S, _I = pl.String, pl.Int64
+# Every field to_canonical reads, typed as the logs API returns them, for the vectorized JSONL
+# reader (sources.jsonl_fast); `metadata` is the header's JSON text. A line with other types
+# (metadata as an object, say) is read more slowly, never differently.
+FIELDS = pl.Struct(
+    {
+        **dict.fromkeys(
+            ("id", "model", "provider", "created_at", "model_type", "path", "metadata"), _S
+        ),
+        **dict.fromkeys(("step", "duration", "status_code", "tokens_in", "tokens_out"), _I),
+        "success": pl.Boolean,
+        "cached": pl.Boolean,
+        "cost": pl.Float64,
+    }
 )
 
 

@@ -33,8 +33,9 @@ from sources.base import (
     as_text,
     assemble_rows,
     read_records,
+    staged,
 )
-from sources.focus import (
+from sources.billing_common import (
     bucket_tokens,
     c,
     currency_issue,
@@ -45,7 +46,6 @@ from sources.focus import (
     nested_text,
     raw_column,
     scaled_quantity,
-    staged,
     text_of,
     token_bucket,
     unit_scale,

@@ -35,215 +35,38 @@ Quirks:
   override); the request model is the fallback.
 - Proxy key ids (`proxy_key_id`, `api_key_id`) are hashed `sha256:...`; any key-like secret
   in the verbatim record is redacted before it can reach the quarantine.
-
-The shared gateway helpers below (value access that never fails on nested values, HTTP
-status mapping, key hashing, secret redaction) are used by the other gateway adapters too.
 """
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import polars as pl
 
 from sources.base import (
+    ZERO_UUID,
     SourceContext,
-    as_float,
+    anthropic_usage,
     as_int,
     as_text,
     as_utc,
-    assemble,
+    assemble_staged,
+    bad_duration,
     bad_value,
     first_value,
+    hashed_key,
+    http_status,
+    plus_ms,
     raw_dtype,
     read_records,
+    staged,
     value,
+    with_cache,
 )
 from transforms.expressions import flag_if
-from transforms.schema import TOKEN_COLUMNS, UTC_DATETIME, canonical_provider
+from transforms.schema import UTC_DATETIME, canonical_provider
 
 KIND = "helicone"
-
-# --------------------------------------------------------------------------- shared helpers
-# API keys of OpenAI (sk-, sk-proj-), Anthropic (sk-ant-), OpenRouter (sk-or-), Helicone
-# (sk-helicone-, pk-helicone-) and the like.
-KEY_PATTERN = r"\b(?:sk|pk|rk)-[A-Za-z0-9_\-]{16,}"
-REDACTED = "[redacted-key]"
-ZERO_UUID = "00000000-0000-0000-0000-000000000000"
-# At most ~116 days in milliseconds: anything larger is not a latency.
-MAX_DURATION_MS = 10_000_000_000
-
-
-def http_status(code_raw: pl.Expr) -> pl.Expr:
-    """Canonical status from an HTTP status code; null when there is none, and the
-    (invalid) text `unreadable` when a code is present but is not a whole number.
-
-    2xx success; 408 and 504 timeout; 499 (client closed the connection) cancelled; every
-    other code error. 4xx is deliberately `error`, not `rejected`: a 400, 401 or 429 is a
-    failed call exactly like a 500 as far as cost goes (nothing generated, nothing billed),
-    the logs cannot tell a policy refusal from a client bug, and LiteLLM's `failure` (and
-    the generated ground truth) call a 429 an error. `rejected` is left to sources that say
-    explicitly that the gateway refused a request before calling the provider."""
-    code = as_int(code_raw)
-    present = as_text(code_raw.cast(pl.String)).is_not_null()
-    return (
-        pl.when(~present)
-        .then(pl.lit(None, pl.String))
-        .when(code.is_null())
-        .then(pl.lit("unreadable"))
-        .when((code >= 200) & (code < 300))
-        .then(pl.lit("success"))
-        .when(code.is_in([408, 504]))
-        .then(pl.lit("timeout"))
-        .when(code == 499)
-        .then(pl.lit("cancelled"))
-        .otherwise(pl.lit("error"))
-    )
-
-
-def _sha256_texts(texts: pl.Series) -> pl.Series:
-    digests: dict[str, str] = {}
-    out: list[str | None] = []
-    for text in texts.to_list():
-        if text is None:
-            out.append(None)
-            continue
-        if text not in digests:
-            digests[text] = "sha256:" + hashlib.sha256(text.encode()).hexdigest()
-        out.append(digests[text])
-    return pl.Series(texts.name, out, dtype=pl.String)
-
-
-def hashed_key(expr: pl.Expr) -> pl.Expr:
-    """An API key or key id as `sha256:<hex>`: kept when it already is a SHA-256 hash
-    (`sha256:<64 hex>` or bare 64 hex), hashed otherwise. Never the raw key."""
-    text = as_text(expr.cast(pl.String))
-    lower = text.str.to_lowercase()
-    return (
-        pl.when(text.is_null())
-        .then(pl.lit(None, pl.String))
-        .when(lower.str.contains(r"^sha256:[0-9a-f]{64}$"))
-        .then(lower)
-        .when(lower.str.contains(r"^[0-9a-f]{64}$"))
-        .then(pl.lit("sha256:") + lower)
-        .otherwise(text.map_batches(_sha256_texts, return_dtype=pl.String))
-    )
-
-
-# Free-text canonical columns a secret could be pasted into (api_key_id is hashed anyway).
-TEXT_COLUMNS = (
-    "request_id",
-    "trace_id",
-    "provider",
-    "model",
-    "region",
-    "feature",
-    "team",
-    "user",
-    "image_size",
-    "image_quality",
-    "video_resolution",
-)
-
-
-def scrub_secrets() -> list[pl.Expr]:
-    """`post` expressions: a key-like secret pasted into a free-text column, or anywhere in
-    the verbatim record that quarantine keeps, is redacted."""
-    return [
-        *[pl.col(c).str.replace_all(KEY_PATTERN, REDACTED) for c in TEXT_COLUMNS],
-        pl.col("_record").str.replace_all(KEY_PATTERN, REDACTED),
-    ]
-
-
-def staged(lf: pl.LazyFrame, *stages: dict[str, pl.Expr]) -> pl.LazyFrame:
-    """Intermediate values as columns, one stage after the other. Referring to a column
-    instead of repeating an expression keeps the plan small: coercion uses its input
-    several times, and nesting expressions multiplies that into a plan Polars takes
-    seconds to optimize."""
-    for stage in stages:
-        lf = lf.with_columns(**stage)
-    return lf
-
-
-def assemble_staged(
-    lf: pl.LazyFrame,
-    ctx: SourceContext,
-    values: dict[str, pl.Expr],
-    timestamps: dict[str, tuple[pl.Expr, pl.DataType]],
-    extra_issues: list[pl.Expr],
-) -> pl.LazyFrame:
-    """`sources.base.assemble` over staged columns, with the gateway rules every adapter
-    here shares: a text column whose raw value is a list or an object (which `value` hands
-    over as JSON text) is `invalid_value:<column>`, 0 and 0 tokens is usage missing, and
-    key-like secrets are redacted."""
-    from transforms.expressions import join_flags
-    from transforms.schema import CANONICAL_SCHEMA
-
-    container = r"^\s*(?:\[.*\]|\{.*\})\s*$"
-    lf = lf.with_columns(
-        **{f"_v_{k}": e for k, e in values.items()},
-        **{f"_t_{k}": e for k, (e, _) in timestamps.items()},
-    )
-    containers = [
-        flag_if(pl.col(f"_v_{k}").cast(pl.String).str.contains(container), f"invalid_value:{k}")
-        for k in values
-        if k in TEXT_COLUMNS and CANONICAL_SCHEMA[k] == pl.String
-    ]
-    lf = lf.with_columns(join_flags([*extra_issues, *containers]).alias("_x_issues"))
-    return assemble(
-        lf,
-        ctx,
-        {k: pl.col(f"_v_{k}") for k in values},
-        {k: (pl.col(f"_t_{k}"), dtype) for k, (_, dtype) in timestamps.items()},
-        extra_issues=[pl.col("_x_issues")],
-        post=[*no_usage_is_null(), *scrub_secrets()],
-    )
-
-
-def no_usage_is_null() -> list[pl.Expr]:
-    """`post` expressions: 0 prompt and 0 output tokens is a call that reported no usage
-    (a stream without its usage chunk), never a free request: every token column null."""
-    no_usage = (pl.col("input_tokens").fill_null(0) == 0) & (
-        pl.col("output_tokens").fill_null(0) == 0
-    )
-    return [pl.when(~no_usage).then(pl.col(c)).alias(c) for c in TOKEN_COLUMNS]
-
-
-def plus_ms(start: pl.Expr, ms_raw: pl.Expr) -> pl.Expr:
-    """A parsed UTC datetime plus a millisecond duration (int, float or text); null when the
-    duration is unreadable, negative or absurd."""
-    ms = as_float(ms_raw)
-    ok = (ms >= 0) & (ms <= MAX_DURATION_MS)
-    micros = pl.when(ok).then((ms * 1000).round(0)).cast(pl.Int64, strict=False)
-    return start + pl.duration(microseconds=micros)
-
-
-def bad_duration(ms_raw: pl.Expr, name: str) -> pl.Expr:
-    """`invalid_value:<name>` when a duration is present but unreadable, negative or absurd."""
-    ms = as_float(ms_raw)
-    present = as_text(ms_raw.cast(pl.String)).is_not_null()
-    return flag_if(
-        present & ~((ms >= 0) & (ms <= MAX_DURATION_MS)).fill_null(False), f"invalid_value:{name}"
-    )
-
-
-def anthropic_usage(provider: pl.Expr, model: pl.Expr) -> pl.Expr:
-    """True when a row's usage object is Anthropic's (input tokens exclude the cache):
-    Anthropic itself, or a Claude model served by Bedrock or Vertex."""
-    claude = model.str.to_lowercase().str.contains("claude").fill_null(False)
-    return (provider == "anthropic") | (provider.is_in(["aws", "google"]) & claude)
-
-
-def with_cache(prompt: pl.Expr, parts: list[pl.Expr], add: pl.Expr) -> pl.Expr:
-    """`prompt` plus the `parts` it leaves out when `add` is true. Float64 (exact below
-    2**53), so that absurd sums are caught by coercion rather than wrapping around; negative
-    counts are never combined, so they are flagged as logged."""
-    p = prompt.cast(pl.Float64)
-    floats = [x.cast(pl.Float64).fill_null(0) for x in parts]
-    sane = (p >= 0) & pl.all_horizontal([x >= 0 for x in floats])
-    return pl.when(add.fill_null(False) & sane).then(p + pl.sum_horizontal(floats)).otherwise(p)
-
 
 # --------------------------------------------------------------------------- adapter
 PROVIDERS = {"x": "x-ai", "vertex": "google", "vertex_ai": "google", "openai_compatible": "openai"}
@@ -253,6 +76,41 @@ PATH_MODALITY = (
     (r"/audio/", "audio"),
     (r"/videos", "video"),
 )
+
+
+_S, _I = pl.String, pl.Int64
+_PROPERTIES = pl.Struct(
+    dict.fromkeys(
+        ("Helicone-Session-Id", "helicone-session-id", "session_id", "feature", "Feature",
+         "team", "Team"),
+        _S,
+    )
+)  # fmt: skip
+# Every field to_canonical reads, typed as Helicone exports them, for the vectorized JSONL
+# reader (sources.jsonl_fast); a line with other types is read more slowly, never differently.
+FIELDS = pl.Struct(
+    {
+        **dict.fromkeys(
+            ("request_id", "provider", "model", "response_model", "model_override",
+             "request_model", "request_created_at", "response_created_at", "cache_reference_id",
+             "request_user_id", "helicone_user", "user_id", "api_key_id", "proxy_key_id",
+             "request_path", "target_url"),
+            _S,
+        ),
+        **dict.fromkeys(
+            ("prompt_tokens", "completion_tokens", "prompt_cache_read_tokens",
+             "prompt_cache_write_tokens", "prompt_audio_tokens", "completion_audio_tokens",
+             "total_tokens", "reasoning_tokens", "delay_ms", "time_to_first_token",
+             "response_status", "status"),
+            _I,
+        ),
+        "cost": pl.Float64,
+        "costUSD": pl.Float64,
+        "cached": pl.Boolean,
+        "request_properties": _PROPERTIES,
+        "properties": _PROPERTIES,
+    }
+)  # fmt: skip
 
 
 def read(path: Path) -> pl.DataFrame:

@@ -1,4 +1,10 @@
-"""Run one adapter over one file: read, map to canonical, split, count, write atomically."""
+"""Run one adapter over one file: read, map to canonical, split, count, write atomically.
+
+Outputs per kind: requests -> normalized / duplicates / quarantine / counts; provider usage
+-> provider_usage / quarantine / counts; invoices -> invoices (INVOICE_LINE_SCHEMA plus
+lineage) / quarantine / counts. Every record read is in exactly one output, and the counts
+say so per source and day (`IngestResult.problems` lists any way they do not add up).
+"""
 
 from __future__ import annotations
 
@@ -8,15 +14,26 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 
 import polars as pl
 
-from sources.base import SourceContext
+from sources.base import KEY_PATTERN, REDACTED, SourceContext
+from sources.jsonl_fast import BATCH_BYTES, read_jsonl_batches
 from sources.registry import KINDS
 from transforms.canonical_reader import InputError
-from transforms.normalize import split_requests
-from transforms.schema import INVOICE_LINE_SCHEMA, PROVIDER_USAGE_SCHEMA
+from transforms.normalize import split_requests, usage_issues
+from transforms.schema import (
+    INVOICE_LINE_SCHEMA,
+    LINEAGE_SCHEMA,
+    PROVIDER_USAGE_SCHEMA,
+    ROW_ISSUES,
+    schema_of,
+)
 from transforms.split import accounting_problems, split_rows
+
+# Invoice lines keep where they came from, like every other ingested row.
+INVOICE_LINES_SCHEMA = schema_of({**INVOICE_LINE_SCHEMA, **LINEAGE_SCHEMA})
 
 
 @dataclass
@@ -62,7 +79,15 @@ def ingest_file(
     name: str | None = None,
     timezone: str = "UTC",
     partition_day: dt.date | None = None,
+    fast: bool = True,
+    batch_bytes: int | None = None,
 ) -> IngestResult:
+    """Read `path` with the `kind` adapter and split it into outputs with counts.
+
+    `fast`: JSONL files of adapters that declare their fields (`FIELDS`) are read in
+    vectorized batches (`sources.jsonl_fast`); False forces the per-file reader, which the
+    tests use as the reference the fast path must match. `batch_bytes`: the fast path's
+    batch size (default `sources.jsonl_fast.BATCH_BYTES`)."""
     if kind not in KINDS:
         raise InputError(f"unknown source kind '{kind}' (known: {', '.join(sorted(KINDS))})")
     spec = KINDS[kind]
@@ -70,27 +95,148 @@ def ingest_file(
     ctx = SourceContext(
         name=name or kind, kind=kind, file=str(path), timezone=timezone, partition_day=partition_day
     )
-    raw = module.read(path)
-    result = IngestResult(kind=kind, produces=spec.produces, records_read=raw.height)
     if spec.produces == "requests":
         # Collected once: the split reads it three ways, and planning dominates small files.
-        canonical = module.to_canonical(raw.lazy(), ctx).collect()
+        canonical = adapt_file(module, path, ctx, fast=fast, batch_bytes=batch_bytes)
+        result = IngestResult(kind=kind, produces=spec.produces, records_read=canonical.height)
         out = split_requests(canonical.lazy(), partition_day)
-        names = ("normalized", "duplicates", "quarantine", "counts")
+        names: tuple[str, ...] = ("normalized", "duplicates", "quarantine", "counts")
         collected = pl.collect_all([out.normalized, out.duplicates, out.quarantine, out.counts])
     else:
-        adapter = module.to_usage if spec.produces == "provider_usage" else module.to_invoice_lines
+        raw = module.read(path)
+        result = IngestResult(kind=kind, produces=spec.produces, records_read=raw.height)
+        usage = spec.produces == "provider_usage"
+        adapter = module.to_usage if usage else module.to_invoice_lines
         schema, day = (
             (PROVIDER_USAGE_SCHEMA, "date")
-            if spec.produces == "provider_usage"
-            else (INVOICE_LINE_SCHEMA, "billing_period_start")
+            if usage
+            else (INVOICE_LINES_SCHEMA, "billing_period_start")
         )
-        frame = adapter(raw.lazy(), ctx)
-        split = split_rows(frame, schema, day, partition_day)
+        # Collected once: kept rows, quarantine and counts would each re-run the adapter.
+        frame = adapter(raw.lazy(), ctx).collect()
+        split = split_rows(frame.lazy(), schema, day, partition_day)
         names = (spec.produces, "quarantine", "counts")
         collected = pl.collect_all([split.kept, split.quarantine, split.counts])
     result.frames = dict(zip(names, collected, strict=True))
     return result
+
+
+def adapt_file(
+    module: ModuleType,
+    path: Path,
+    ctx: SourceContext,
+    *,
+    fast: bool = True,
+    batch_bytes: int | None = None,
+) -> pl.DataFrame:
+    """A request adapter's canonical frame of one file (what `split_requests` takes):
+    through the batched JSONL reader when the adapter declares its fields, else through its
+    own `read`. On the fast path `_record` is kept only on rows `split_requests` will
+    quarantine (row issues, inconsistent usage)."""
+    if fast and _fast_path(module, path):
+        return _canonical_batches(module, path, ctx, batch_bytes or BATCH_BYTES)
+    if fast and _lazy_parquet(module, path):
+        return _canonical_parquet(module, path, ctx)
+    canonical: pl.DataFrame = module.to_canonical(module.read(path).lazy(), ctx).collect()
+    return canonical
+
+
+def _fast_path(module: ModuleType, path: Path) -> bool:
+    return isinstance(getattr(module, "FIELDS", None), pl.Struct) and path.suffix.lower() in (
+        ".jsonl",
+        ".ndjson",
+    )
+
+
+def _lazy_parquet(module: ModuleType, path: Path) -> bool:
+    # Opt-in: only adapters whose `read` is plain `read_records` and whose mapping never
+    # looks inside `_record` (it is passed through for quarantine) can skip building it.
+    return bool(getattr(module, "RECORD_PASSTHROUGH", False)) and path.suffix.lower() == ".parquet"
+
+
+def _canonical_parquet(module: ModuleType, path: Path, ctx: SourceContext) -> pl.DataFrame:
+    """The adapter's canonical frame of a Parquet file, read lazily without `_record`: the
+    JSON text of every row (`read_records`) is ~1 kB a row, more than the row itself. It is
+    built afterwards, from the same file, for the rows that will be quarantined only, exactly
+    as `read_records` builds it (and scrubbed of key-like secrets like `to_canonical` does)."""
+    if not path.is_file():
+        raise InputError(f"{path}: cannot read file: no such file")
+    try:
+        columns = pl.scan_parquet(path).collect_schema().names()
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise InputError(f"{path}: cannot read file: {str(exc).splitlines()[0]}") from None
+    raw = pl.scan_parquet(path).select(
+        (pl.int_range(pl.len(), dtype=pl.Int64) + 1).alias("_line"),
+        pl.lit(None, pl.String).alias("_record"),
+        pl.lit(None, pl.String).alias("_parse_error"),
+        *columns,
+    )
+    try:
+        canonical = (
+            module.to_canonical(raw, ctx)
+            .with_columns(
+                pl.coalesce(pl.col(ROW_ISSUES), usage_issues()).is_not_null().alias("_quarantine")
+            )
+            .collect()
+        )
+    except (pl.exceptions.ComputeError, OSError) as exc:
+        raise InputError(f"{path}: cannot read file: {str(exc).splitlines()[0]}") from None
+    quarantine = canonical["_quarantine"]
+    canonical = canonical.drop("_quarantine")
+    if not quarantine.any():
+        return canonical
+    wanted = canonical["source_line"].filter(quarantine)
+    records = (
+        pl.scan_parquet(path)
+        .filter((pl.int_range(pl.len(), dtype=pl.Int64) + 1).is_in(wanted.implode()))
+        .select(
+            pl.struct(columns)
+            .struct.json_encode()
+            .str.replace_all(KEY_PATTERN, REDACTED)
+            .alias("_record")
+        )
+        .collect()
+        .get_column("_record")
+    )
+    if records.len() != wanted.len():
+        raise RuntimeError(f"{module.__name__}.to_canonical changed the rows of {path}")
+    return canonical.with_columns(canonical["_record"].scatter(quarantine.arg_true(), records))
+
+
+def _canonical_batches(
+    module: ModuleType, path: Path, ctx: SourceContext, batch_bytes: int
+) -> pl.DataFrame:
+    """The adapter's canonical frame of a JSONL file, mapped batch by batch. `_record` is
+    kept only on rows that will be quarantined (a row issue or an inconsistent usage, the
+    two reasons `split_requests` quarantines for), fetched from the batch's lines."""
+    parts: list[pl.DataFrame] = []
+    for batch in read_jsonl_batches(path, module.FIELDS, batch_bytes):
+        canonical = (
+            module.to_canonical(batch.frame.lazy(), ctx)
+            .with_columns(
+                pl.coalesce(pl.col(ROW_ISSUES), usage_issues()).is_not_null().alias("_quarantine")
+            )
+            .collect()
+        )
+        quarantine = canonical["_quarantine"]
+        record = canonical["_record"]
+        if batch.fast and quarantine.any():
+            if not canonical["source_line"].equals(batch.frame["_line"], check_names=False):
+                raise RuntimeError(f"{module.__name__}.to_canonical reordered rows")
+            rows = quarantine.arg_true()
+            missing = rows.filter(record.gather(rows).is_null())
+            record = record.scatter(missing, batch.records_of(missing))
+        parts.append(
+            canonical.with_columns(
+                pl.when(quarantine).then(record).otherwise(None).alias("_record")
+            ).drop("_quarantine")
+        )
+    if not parts:
+        empty = pl.DataFrame(
+            schema={"_line": pl.Int64, "_record": pl.String, "_parse_error": pl.String}
+        )
+        return module.to_canonical(empty.lazy(), ctx).collect()  # type: ignore[no-any-return]
+    return pl.concat(parts, how="vertical_relaxed")
 
 
 def write_outputs(result: IngestResult, out_dir: Path) -> dict[str, str]:

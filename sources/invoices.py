@@ -25,8 +25,16 @@ from pathlib import Path
 
 import polars as pl
 
-from sources.base import SourceContext, as_bool, as_text, as_utc, assemble_rows, read_records
-from sources.focus import (
+from sources.base import (
+    SourceContext,
+    as_bool,
+    as_text,
+    as_utc,
+    assemble_rows,
+    read_records,
+    staged,
+)
+from sources.billing_common import (
     c,
     currency_issue,
     day_text,
@@ -34,7 +42,6 @@ from sources.focus import (
     named,
     provider_id,
     raw_column,
-    staged,
 )
 from transforms.expressions import flag_if
 from transforms.schema import CHARGE_CATEGORIES, INVOICE_LINE_SCHEMA, LINEAGE_SCHEMA, schema_of

@@ -31,6 +31,7 @@ from sources.base import (
     list_text,
     present,
     read_records,
+    staged,
     value,
 )
 from transforms.schema import TOKEN_COLUMNS
@@ -50,6 +51,51 @@ CALL_TYPE_MODALITY = {
 }
 
 
+_S, _I = pl.String, pl.Int64
+# Every field to_canonical reads, typed as LiteLLM writes them, for the vectorized JSONL reader
+# (sources.jsonl_fast). A line with another type (a count as text, a string for an object)
+# is read more slowly, never differently: the adapter coerces whatever it gets.
+FIELDS = pl.Struct(
+    {
+        **dict.fromkeys(
+            (
+                "request_id", "call_type", "api_key", "startTime", "endTime",
+                "completionStartTime", "model", "model_group", "custom_llm_provider", "user",
+                "cache_hit", "team_id", "end_user", "session_id", "status",
+            ),
+            _S,
+        ),
+        "spend": pl.Float64,
+        "prompt_tokens": _I,
+        "completion_tokens": _I,
+        "request_tags": pl.List(_S),
+        "metadata": pl.Struct(
+            {
+                "spend_logs_metadata": pl.Struct({"feature": _S}),
+                "user_api_key_team_alias": _S,
+                "attempted_retries": _I,
+                "error_information": pl.Struct({"error_class": _S, "error_code": _S}),
+                "additional_usage_values": pl.Struct(
+                    {
+                        "prompt_tokens_details": pl.Struct(
+                            {"cached_tokens": _I, "cache_creation_tokens": _I}
+                        ),
+                        "cache_read_input_tokens": _I,
+                        "cache_creation_input_tokens": _I,
+                        "cache_creation": pl.Struct({"ephemeral_1h_input_tokens": _I}),
+                        "completion_tokens_details": pl.Struct({"reasoning_tokens": _I}),
+                    }
+                ),
+            }
+        ),
+        # The request body of media calls (OpenAI's video API sends `seconds` as text).
+        "proxy_server_request": pl.Struct(
+            {"n": _I, "size": _S, "quality": _S, "seconds": _S}
+        ),
+    }
+)  # fmt: skip
+
+
 def read(path: Path) -> pl.DataFrame:
     return read_records(path)
 
@@ -64,13 +110,22 @@ def to_canonical(raw: pl.LazyFrame, ctx: SourceContext) -> pl.LazyFrame:
     s = raw.collect_schema()
     col = lambda name: value(s, name)  # noqa: E731 - a list where a value belongs is flagged
     tags_feature = list_text(s, "request_tags").str.extract(r"feature:([^,\"\]]+)", 1)
-    call_type = as_text(col("call_type")).str.to_lowercase()
-    status = as_text(col("status")).str.to_lowercase()
     error_class = as_text(first_present(s, ("metadata", "error_information", "error_class")))
     error_code = as_text(first_present(s, ("metadata", "error_information", "error_code")))
-    timed_out = (error_class.str.to_lowercase() == "timeout") | error_code.is_in(["408", "504"])
     body = lambda key: first_present(s, ("proxy_server_request", key))  # noqa: E731
-    modality = call_type.replace_strict(CALL_TYPE_MODALITY, default="text")
+    # Intermediates used by several columns, computed once (see sources.base.staged).
+    raw = staged(
+        raw,
+        {
+            "_l_call_type": as_text(col("call_type")).str.to_lowercase(),
+            "_l_status": as_text(col("status")).str.to_lowercase(),
+            "_l_timed_out": (error_class.str.to_lowercase() == "timeout")
+            | error_code.is_in(["408", "504"]),
+        },
+        {"_l_modality": pl.col("_l_call_type").replace_strict(CALL_TYPE_MODALITY, default="text")},
+    )
+    call_type, status = pl.col("_l_call_type"), pl.col("_l_status")
+    modality, timed_out = pl.col("_l_modality"), pl.col("_l_timed_out")
     succeeded = status == "success"
     values = {
         "request_id": col("request_id"),

@@ -24,7 +24,7 @@ Quirks:
   genai-prices lists under provider `openrouter` with ids like `anthropic/claude-sonnet-4.5`);
   `model` is kept as logged, the upstream `provider_name` is not the biller.
 - Status: `cancelled` true -> cancelled; else the last upstream HTTP status (2xx success,
-  408/504 timeout, 499 cancelled, anything else error: see `sources.helicone.http_status`);
+  408/504 timeout, 499 cancelled, anything else error: see `sources.base.http_status`);
   else `finish_reason` `error` -> error; else success.
 - Times: `created_at` is when the generation started. `latency` is the time to the first
   token (what OpenRouter's dashboards call latency) and `generation_time` the time spent
@@ -52,17 +52,15 @@ from sources.base import (
     _assemble,
     as_text,
     as_utc,
-    first_value,
-    raw_dtype,
-    read_records,
-    scalar,
-)
-from sources.helicone import (
     assemble_staged,
     bad_duration,
+    first_value,
     hashed_key,
     http_status,
     plus_ms,
+    raw_dtype,
+    read_records,
+    scalar,
     staged,
     value,
 )

@@ -58,12 +58,17 @@ from typing import Any
 
 import polars as pl
 
-from sources.base import SourceContext, as_float, as_int, as_text, bad_value, read_records
-from sources.helicone import (
+from sources.base import (
+    SourceContext,
+    as_float,
+    as_int,
+    as_text,
     assemble_staged,
     bad_duration,
+    bad_value,
     hashed_key,
     http_status,
+    read_records,
     staged,
     with_cache,
 )

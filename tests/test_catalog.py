@@ -18,7 +18,7 @@ from genai_prices.data import providers as GENAI_PROVIDERS
 from genai_prices.data_snapshot import get_snapshot
 
 from pricing_catalog.catalog import BUILTIN_DIR, Catalog
-from pricing_catalog.errors import CatalogError
+from pricing_catalog.errors import CatalogError, CatalogErrors
 from pricing_catalog.inspect import diff_catalog, show_prices
 from pricing_catalog.lookup import KEY_SCHEMA, resolve_keys
 from pricing_catalog.matching import match_model
@@ -771,3 +771,42 @@ def test_diff_reports_removed_rows(tmp_path: Path, catalog: Catalog) -> None:
         ("removed", False, {"per_image": Decimal("0.1")}, None),
         ("removed", True, {"per_image": Decimal("0.1")}, None),
     ]
+
+
+def test_load_refuses_a_band_row_without_base_row(tmp_path: Path) -> None:
+    # Without a base row every prompt at or below 200K tokens would fall between segments.
+    f = write(
+        tmp_path / "acme.yaml",
+        """
+        prices:
+          - provider: acme
+            model: widget-1
+            valid_from: 2025-01-01
+            input_mtok: 3
+          - provider: acme
+            model: widget-1
+            valid_from: 2025-01-01
+            above_input_tokens: 200000
+            input_mtok: 6
+          - provider: acme
+            model: widget-2
+            valid_from: 2025-01-01
+            service_tier: flex
+            input_mtok: 1
+          - provider: acme
+            model: widget-2
+            valid_from: 2025-01-01
+            above_input_tokens: 200000
+            input_mtok: 2
+        """,
+    )
+    with pytest.raises(CatalogErrors) as info:
+        Catalog.load([tmp_path], with_genai=False)
+    (e,) = info.value.errors
+    assert (e.path, e.line) == (str(f), line_of(f, "model: widget-2", 2) - 1)
+    assert "\n" not in str(e)
+    assert str(e).startswith(f"{f}:{e.line}: acme/widget-2")
+    assert "no base row" in e.message and "default, priority" in e.message
+    # the same file with a base row for every tier loads
+    f.write_text(f.read_text().replace("    service_tier: flex\n", ""), encoding="utf-8")
+    assert Catalog.load([tmp_path], with_genai=False).rows

@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from pricing_catalog.catalog import Catalog
+from pricing_catalog.rows import DAY_SECONDS, PriceRow
 from tests.conftest import canonical_frame
 from transforms.reprice import COMPONENT_COLUMNS, REPRICE_COLUMNS, reprice
 from transforms.schema import MONEY, PROVIDER_ALIASES, TOKEN_COLUMNS
@@ -156,7 +157,7 @@ def check_rows_preserved(frame: pl.DataFrame, out: pl.DataFrame) -> None:
     assert out.select(frame.columns).equals(frame)
 
 
-# A negative prompt size matches no prompt-size band, and apply_prices filters the row away.
+# A negative prompt size once matched no prompt-size band, and apply_prices dropped the row.
 NEGATIVE_INPUT_ROW = {
     "request_id": "neg",
     "provider": "openai",
@@ -830,3 +831,226 @@ def test_explicit_service_tier_row_beats_generic_row(
     ]
     out = run(cat, rows)
     assert out["cost_usd"].to_list() == [Decimal("1"), Decimal("0.5"), Decimal("1")]
+
+
+# --------------------------------------------------------------------------- price segments
+
+ACME_DAYS = [dt.date(2025, 1, 1), dt.date(2025, 2, 1), dt.date(2025, 3, 1)]
+TOD_BOUNDS = [0, 1_800, 3_600, 43_200, 59_400, 86_399, 86_400]
+BAND_BOUNDS = [100, 1_000, 200_000]
+
+
+@st.composite
+def acme_segments(draw: st.DrawFn) -> list[PriceRow]:
+    """Arbitrary price segments for acme/widget-1, as no validated file could hold them:
+    time-of-day windows with holes, bands without a base, overlapping bands and windows,
+    overlapping validity, empty windows."""
+    rows = []
+    for i in range(draw(st.integers(1, 5))):
+        # mostly whole days and base bands, so that segments overlap as often as they leave
+        # holes
+        tod_start = draw(st.sampled_from([0, 0, 0, *TOD_BOUNDS]))
+        tod_end = draw(st.sampled_from([DAY_SECONDS, DAY_SECONDS, *TOD_BOUNDS]))
+        above = draw(st.sampled_from([-1, -1, *BAND_BOUNDS]))
+        upto = draw(st.sampled_from([None, None, *BAND_BOUNDS]))
+        valid_from = draw(st.sampled_from(ACME_DAYS))
+        rows.append(
+            PriceRow(
+                provider="acme",
+                model_id="widget-1",
+                source="curated",
+                valid_from=valid_from,
+                valid_to=draw(st.sampled_from([None, valid_from + dt.timedelta(days=45)])),
+                rates={
+                    "input_mtok": Decimal(draw(st.integers(0, 50))) / 4,
+                    "output_mtok": Decimal(i + 1),
+                },
+                service_tier="default",
+                tod_start_s=tod_start,
+                tod_end_s=tod_end,
+                band_above=above,
+                band_upto=upto,
+                origin=f"segment-{i}",
+            )
+        )
+    return rows
+
+
+@st.composite
+def acme_requests(draw: st.DrawFn) -> list[dict[str, Any]]:
+    rows = []
+    for i in range(draw(st.integers(0, 20))):
+        day = draw(st.sampled_from([dt.date(2024, 12, 31), *ACME_DAYS, dt.date(2025, 4, 20)]))
+        second = draw(st.sampled_from([*TOD_BOUNDS[:-1], 1_799, 3_599, 59_399, 70_000]))
+        started = dt.datetime.combine(day, dt.time(), UTC) + dt.timedelta(seconds=second)
+        rows.append(
+            {
+                "request_id": f"r{i}",
+                "provider": "acme",
+                "model": "widget-1",
+                "started_at": draw(st.sampled_from([started, started, started, None])),
+                "input_tokens": draw(
+                    st.sampled_from([None, -5, 0, 50, 100, 101, 999, 1_000, 1_001, 200_001])
+                ),
+                "output_tokens": draw(st.sampled_from([None, 0, 7])),
+            }
+        )
+    return rows
+
+
+def _covering(segments: list[PriceRow], at: dt.datetime, prompt: int) -> list[PriceRow] | None:
+    """The segments (in catalog order) a request falls in; None: no price on that day."""
+    day = at.date()
+    valid = sorted(
+        (r for r in segments if r.valid_from <= day and (r.valid_to is None or day < r.valid_to)),
+        key=lambda r: (r.valid_from, r.tod_start_s, r.band_above),
+    )
+    if not valid:
+        return None
+    second = at.hour * 3600 + at.minute * 60 + at.second
+    return [
+        r
+        for r in valid
+        if r.tod_start_s <= second < r.tod_end_s
+        and prompt > r.band_above
+        and (r.band_upto is None or prompt <= r.band_upto)
+    ]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(segments=acme_segments(), rows=acme_requests())
+def test_no_row_dropped_or_duplicated_whatever_the_segments(
+    segments: list[PriceRow], rows: list[dict[str, Any]]
+) -> None:
+    catalog = Catalog(rows=segments)
+    frame = canonical_frame(rows)
+    out = reprice(frame.lazy(), catalog).collect()
+    check_rows_preserved(frame, out)
+    for row, got in zip(rows, out.iter_rows(named=True), strict=True):
+        usage_ok = (row["input_tokens"] or 0) >= 0 and not (
+            row["input_tokens"] is None and row["output_tokens"] is None
+        )
+        if row["started_at"] is None or not usage_ok:
+            assert got["cost_usd"] is None and got["unpriced_reason"] is not None
+            continue
+        covering = _covering(segments, row["started_at"], max(row["input_tokens"] or 0, 0))
+        if covering is None:
+            assert got["unpriced_reason"] == "no_price_at_date", (row, got)
+        elif not covering:
+            # between the segments: kept, unpriced, and said why
+            assert got["unpriced_reason"] == "no_price_segment", (row, got)
+            assert got["cost_usd"] is None and got["price_id"] is None
+        else:
+            assert got["price_id"] == covering[-1].price_id(), (row, got, covering)
+            flags = (got["price_flags"] or "").split(";")
+            assert ("overlapping_price_segments" in flags) == (len(covering) > 1)
+            if got["unpriced_reason"] is None:
+                rate = covering[-1].rates["input_mtok"] / 1_000_000
+                assert got["cost_input_usd"] == (row["input_tokens"] or 0) * rate
+
+
+def test_band_without_base_keeps_short_prompts_unpriced() -> None:
+    # What a catalog with only an above_input_tokens band holds (Catalog.load refuses to
+    # build it from a file; see test_catalog): prompts at or below the band have no segment.
+    band = PriceRow(
+        provider="acme",
+        model_id="widget-2",
+        source="curated",
+        valid_from=dt.date(2025, 1, 1),
+        valid_to=None,
+        rates={"input_mtok": Decimal(6)},
+        service_tier="default",
+        band_above=200_000,
+    )
+    base = {"provider": "acme", "model": "widget-2", "started_at": ts(2025, 3, 1)}
+    out = run(
+        Catalog(rows=[band]),
+        [
+            {**base, "request_id": "short", "input_tokens": 10},
+            {**base, "request_id": "long", "input_tokens": 300_000},
+            {**base, "request_id": "edge", "input_tokens": 200_000},
+        ],
+    )
+    assert out["request_id"].to_list() == ["short", "long", "edge"]
+    assert out["unpriced_reason"].to_list() == ["no_price_segment", None, "no_price_segment"]
+    assert out["cost_usd"].to_list() == [None, Decimal("1.8"), None]
+
+
+# --------------------------------------------------------------------------- cache savings
+
+
+def test_cache_savings_at_list_rates(catalog: Catalog) -> None:
+    got = one(
+        catalog,
+        provider="openai",
+        model="gpt-4o",
+        started_at=ts(2025, 6, 1),
+        input_tokens=10_000,
+        cache_read_tokens=4_000,
+        output_tokens=10,
+    )
+    # 4,000 cached tokens at $2.50 uncached vs $1.25 cached
+    assert got["cache_savings_usd"] == Decimal("0.005")
+    assert got["cost_cache_read_usd"] == Decimal("0.005")
+    assert got["cache_savings_usd"] == Decimal(4_000) * Decimal("2.5") / 1_000_000 - Decimal(
+        got["cost_cache_read_usd"]
+    )
+
+
+def test_cache_savings_use_the_band_of_the_request(catalog: Catalog) -> None:
+    # gemini-2.5-pro above 200K prompt tokens: $2.50 uncached, $0.625 cached (genai-prices)
+    got = one(
+        catalog,
+        provider="google",
+        model="gemini-2.5-pro",
+        started_at=ts(2025, 8, 1, 15),
+        input_tokens=200_001,
+        cache_read_tokens=150_000,
+    )
+    assert got["price_id"].endswith(":>200000")
+    uncached = got["cost_input_usd"] / 50_001
+    cached = got["cost_cache_read_usd"] / 150_000
+    assert got["cache_savings_usd"] == 150_000 * (uncached - cached)
+    assert got["cache_savings_usd"] > 0
+
+
+def test_cache_savings_on_the_contract_basis(contract_catalog: Catalog) -> None:
+    got = one(
+        contract_catalog,
+        provider="openai",
+        model="gpt-4o",
+        started_at=ts(2025, 6, 1),
+        input_tokens=10_000,
+        cache_read_tokens=2_000,
+        output_tokens=1_000,
+    )
+    # the reseller charges $1.80 for uncached input; cache reads stay at $1.25
+    assert got["contract_terms"] == "gpt-4o-reseller"
+    assert got["cache_savings_usd"] == Decimal(2_000) * (Decimal("1.80") - Decimal("1.25")) / 10**6
+    discounted = one(contract_catalog, **SONNET, started_at=ts(2025, 11, 1), region="eu-central-1")
+    # 15,000 cache reads: ($3 - $0.30) x 0.875 x 1.1 per MTok
+    assert (
+        discounted["cache_savings_usd"]
+        == Decimal(15_000) * Decimal("2.7") * Decimal("0.9625") / 10**6
+    )
+
+
+@pytest.mark.parametrize(
+    ("row", "savings"),
+    [
+        ({"input_tokens": 100, "output_tokens": 5}, Decimal(0)),  # no cache reads
+        ({"input_tokens": 100, "cache_read_tokens": None}, Decimal(0)),
+        # the gateway answered from its own cache: no provider cache read happened
+        ({"input_tokens": 100, "cache_read_tokens": 50, "gateway_cache_hit": True}, Decimal(0)),
+        ({"input_tokens": 100, "cache_read_tokens": 101}, None),  # invalid usage: unpriced
+        ({"input_tokens": 100, "cache_read_tokens": 50, "model": "gpt-9-ultra"}, None),
+    ],
+)
+def test_cache_savings_zero_or_null(
+    catalog: Catalog, row: dict[str, Any], savings: Decimal | None
+) -> None:
+    got = one(
+        catalog, **{"provider": "openai", "model": "gpt-4o", "started_at": ts(2025, 6, 1), **row}
+    )
+    assert got["cache_savings_usd"] == savings
+    assert (got["cache_savings_usd"] is None) == (got["cost_usd"] is None)

@@ -11,10 +11,18 @@ from typing import Any
 import polars as pl
 import pytest
 from genai_prices import Usage, calc_price
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pricing_catalog.catalog import Catalog
 from transforms.reprice import reprice
-from transforms.rollups import ROLLUP_KEYS, ROLLUP_SCHEMA, daily_cost_rollup
+from transforms.reprice_totals import _from_rows, price_totals
+from transforms.rollups import (
+    ROLLUP_KEYS,
+    ROLLUP_SCHEMA,
+    daily_cost_rollup,
+    reprice_daily_cost_rollup,
+)
 from transforms.schema import CANONICAL_SCHEMA, MONEY, ROW_ISSUES
 
 INPUT_SCHEMA = pl.Schema({**CANONICAL_SCHEMA, ROW_ISSUES: pl.String})
@@ -250,3 +258,196 @@ def test_rollup_stays_lazy(rollup_catalog: Catalog) -> None:
         requests([{"provider": "openai", "model": "gpt-4o", "input_tokens": 1}]), rollup_catalog
     )
     assert isinstance(daily_cost_rollup(priced), pl.LazyFrame)
+
+
+# --------------------------------------------------------------------------- priced aggregates
+
+# (provider, model, modality, media variant columns): token models with cache TTLs, cliff
+# bands and UTC time-of-day prices, images by size and quality, video seconds by resolution,
+# audio seconds, a provider fallback, an embedding model and unknown ones.
+CONTEXTS: list[dict[str, Any]] = [
+    {"provider": "openai", "model": "gpt-4o"},
+    {"provider": " OpenAI", "model": "gpt-4o-mini"},
+    {"provider": "openai", "model": "o3"},
+    {"provider": "anthropic", "model": "claude-sonnet-4-5"},
+    {"provider": "google", "model": "gemini-2.5-pro"},
+    {"provider": "vertex_ai", "model": "gemini-2.5-pro"},
+    {"provider": "deepseek", "model": "deepseek-chat"},
+    {"provider": "azure", "model": "gpt-4o"},
+    {"provider": "openai", "model": "text-embedding-3-small", "modality": "embedding"},
+    {"provider": "openai", "model": "dall-e-3", "modality": "image", "image_quality": "hd"},
+    {
+        "provider": "openai",
+        "model": "gpt-image-1.5",
+        "modality": "image",
+        "image_size": "1024x1536",
+        "image_quality": "high",
+    },
+    {"provider": "openai", "model": "sora-2", "modality": "video"},
+    {"provider": "openai", "model": "sora-2-pro", "modality": "video"},
+    {
+        "provider": "openai",
+        "model": "sora-2-pro",
+        "modality": "video",
+        "video_resolution": "1792x1024",
+    },
+    {"provider": "openai", "model": "whisper-1", "modality": "audio"},
+    {"provider": "openai", "model": "gpt-9-ultra"},
+    {"provider": "acme-llm", "model": "m1"},
+    {"provider": None, "model": "gpt-4o"},
+]
+SECONDS = [None, 0.0, 0.0004, 0.0005, 0.1, 1.0015, 4.2, 12.3456, -1.0]
+TOKENS = [None, 0, 1, 7, 1_000, 123_457, 200_000, 200_001, 272_001]
+
+
+@st.composite
+def mixed_requests(draw: st.DrawFn) -> list[dict[str, Any]]:
+    rows = []
+    for _ in range(draw(st.integers(0, 40))):
+        started = draw(
+            st.one_of(
+                st.none(),
+                st.datetimes(
+                    dt.datetime(2025, 4, 1), dt.datetime(2025, 12, 31), timezones=st.just(dt.UTC)
+                ),
+            )
+        )
+        input_tokens = draw(st.sampled_from(TOKENS))
+        cache = draw(st.sampled_from([None, 0, 1, 500, 150_000]))
+        output = draw(st.sampled_from(TOKENS))
+        row: dict[str, Any] = {
+            **draw(st.sampled_from(CONTEXTS)),
+            "started_at": started,
+            "feature": draw(st.sampled_from(["chat", "search", None])),
+            "status": draw(st.sampled_from(["success", "success", "error"])),
+            "service_tier": draw(st.sampled_from([None, "default", "flex", "priority"])),
+            "batch": draw(st.booleans()),
+            "region": draw(st.sampled_from([None, "eu-west-1", "us-east-1"])),
+            "input_tokens": input_tokens,
+            # mostly consistent usage, sometimes not
+            "cache_read_tokens": cache,
+            "cache_write_tokens": draw(st.sampled_from([None, 0, 100])),
+            "cache_write_1h_tokens": draw(st.sampled_from([None, 0, 50])),
+            "output_tokens": output,
+            "reasoning_tokens": draw(st.sampled_from([None, 0, 3, 5_000])),
+            "image_count": draw(st.sampled_from([None, 0, 1, 3, -1])),
+            "video_seconds": draw(st.sampled_from(SECONDS)),
+            "audio_seconds": draw(st.sampled_from(SECONDS)),
+            "gateway_cache_hit": draw(st.sampled_from([False, False, False, True, None])),
+            ROW_ISSUES: draw(st.sampled_from([None, None, None, None, "bad_row"])),
+        }
+        rows.append(row)
+    return rows
+
+
+# Contract terms that make contract rates differ from list in every way a rate can: a
+# discount with many decimals, a regional multiplier, a rate override on one unit, and a
+# video discount that leaves the per-second rate with more than 15 decimals (so seconds can
+# no longer be summed before pricing and the totals come from the rows).
+TERMS = """
+contracts:
+  - name: openai-discount
+    provider: openai
+    discount_pct: 12.345
+  - name: anthropic-eu
+    provider: anthropic
+    regions: ["eu-*"]
+    region_multiplier: 1.1
+  - name: gpt-4o-reseller
+    provider: openai
+    model: gpt-4o
+    input_mtok: 1.80
+"""
+ODD_VIDEO = """
+contracts:
+  - name: sora-odd
+    provider: openai
+    model: sora-2
+    discount_pct: 33.3333333333333333
+"""
+
+
+@pytest.fixture(scope="module")
+def term_catalogs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Catalog]:
+    out = {}
+    for name, text in (("terms", TERMS), ("odd_video", ODD_VIDEO)):
+        d = tmp_path_factory.mktemp(name)
+        (d / "contracts.yaml").write_text(text, encoding="utf-8")
+        out[name] = Catalog.load([d])
+    return out
+
+
+def _same_rollups(catalog: Catalog, rows: list[dict[str, Any]], price_at: dt.date | None) -> None:
+    frame = requests(rows)
+    per_row = daily_cost_rollup(reprice(frame, catalog, price_at)).collect()
+    aggregated = reprice_daily_cost_rollup(frame, catalog, price_at).collect()
+    assert aggregated.schema == ROLLUP_SCHEMA
+    # every group, every column, to the last of 18 decimals
+    assert aggregated.equals(per_row), (aggregated, per_row)
+    # and the totals behind them, cache savings included
+    expected = _from_rows(frame, catalog, ("feature",), price_at).collect()
+    got = price_totals(frame, catalog, ("feature",), price_at).collect()
+    keys = ["day", "provider", "model_key", "feature"]
+    assert got.sort(keys, nulls_last=True).equals(expected.sort(keys, nulls_last=True))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rows=mixed_requests(), price_at=st.sampled_from([None, None, dt.date(2025, 6, 10)]))
+def test_priced_aggregates_equal_the_sum_of_row_prices(
+    rollup_catalog: Catalog,
+    term_catalogs: dict[str, Catalog],
+    rows: list[dict[str, Any]],
+    price_at: dt.date | None,
+) -> None:
+    for catalog in (rollup_catalog, term_catalogs["terms"], term_catalogs["odd_video"]):
+        _same_rollups(catalog, rows, price_at)
+
+
+def test_priced_aggregates_over_many_rows_of_one_cell(rollup_catalog: Catalog) -> None:
+    # one cell, many rows with odd counts: (sum of usage) x rate vs sum of (usage x rate)
+    rows = [
+        {
+            "provider": "anthropic",
+            "model": "claude-sonnet-4-5",
+            "input_tokens": 123_457 + i,
+            "cache_read_tokens": 98_765,
+            "cache_write_tokens": 4_321,
+            "cache_write_1h_tokens": 1_234 + i % 7,
+            "output_tokens": 7_777,
+            "reasoning_tokens": 3_333 - i % 11,
+            "started_at": NOON + dt.timedelta(seconds=i),
+        }
+        for i in range(2_000)
+    ]
+    _same_rollups(rollup_catalog, rows, None)
+    totals = price_totals(requests(rows), rollup_catalog).collect()
+    per_row = reprice(requests(rows), rollup_catalog).collect()
+    assert totals["cache_savings_usd"].item() == sum(per_row["cache_savings_usd"], Decimal(0))
+    assert totals["cost_usd"].item() == sum(per_row["cost_usd"], Decimal(0))
+    assert totals["cache_savings_usd"].item() > 0
+
+
+def test_deepseek_time_of_day_prices_split_by_the_utc_second(rollup_catalog: Catalog) -> None:
+    # DeepSeek's off-peak price starts at 16:30:00 UTC; the roll-up must price each side
+    # with its own rate, not one rate for the whole group
+    day = dt.datetime(2025, 6, 1, tzinfo=dt.UTC)
+    rows = [
+        {
+            "provider": "deepseek",
+            "model": "deepseek-chat",
+            "input_tokens": 1_000_000,
+            "started_at": day + dt.timedelta(hours=16, minutes=29, seconds=59),
+        },
+        {
+            "provider": "deepseek",
+            "model": "deepseek-chat",
+            "input_tokens": 1_000_000,
+            "started_at": day + dt.timedelta(hours=16, minutes=30),
+        },
+    ]
+    per_row = reprice(requests(rows), rollup_catalog).collect()
+    assert per_row["price_id"].n_unique() == 2
+    out = reprice_daily_cost_rollup(requests(rows), rollup_catalog).collect()
+    assert one_group(out, model_key="deepseek/deepseek-chat")["cost_usd"] == sum(
+        per_row["cost_usd"], Decimal(0)
+    )

@@ -15,7 +15,7 @@ from typing import Any
 import polars as pl
 import pytest
 
-from sources.focus import model_from_name, provider_id, token_bucket, unit_scale
+from sources.billing_common import model_from_name, provider_id, token_bucket, unit_scale
 from sources.ingest import IngestResult, ingest_file
 from transforms.schema import INVOICE_LINE_SCHEMA, PROVIDER_USAGE_SCHEMA
 
@@ -538,6 +538,10 @@ def test_invoice_lines_sum_exactly_and_keep_corrections(tmp_path: Path) -> None:
     assert first["unit_price_usd"] == money("0.0000025")
     assert str(first["billing_period_start"]) == "2025-06-01"
     assert str(first["billing_period_end"]) == "2025-07-01"
+    # Lineage travels with every kept line: the file and the CSV data line it came from.
+    assert lines["source_file"].unique().to_list() == [str(path)]
+    assert lines["source_kind"].unique().to_list() == ["invoice"]
+    assert lines["source_line"].to_list() == list(range(2, 2 + len(INVOICE)))
 
 
 def test_invoice_invalid_lines_quarantined(tmp_path: Path) -> None:

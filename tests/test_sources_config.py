@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import textwrap
 import uuid
 from pathlib import Path
 
 import fsspec
+import polars as pl
 import pytest
 
 from sources.config import (
@@ -462,3 +464,79 @@ def test_config_drives_ingest(tmp_path: Path) -> None:
     # naive 09:00 in Berlin (CEST) is 07:00 UTC
     assert normalized["started_at"].min() == dt.datetime(2025, 6, 1, 7, 0, tzinfo=dt.UTC)
     assert normalized.height == 3
+
+
+# ------------------------------------------------------------------------------- command line
+def cli(*args: str):  # type: ignore[no-untyped-def]
+    from typer.testing import CliRunner
+
+    from aispend_cli.main import app
+
+    return CliRunner().invoke(app, list(args))
+
+
+@pytest.mark.parametrize(
+    ("body", "count"),
+    [
+        (
+            """
+            sources:
+              - name: a
+                kind: nope
+                location: a.jsonl
+              - name: b
+                kind: litellm
+                location: b.jsonl
+                trailing_days: x
+            """,
+            2,
+        ),
+        ("sources: [\n  {name: a,\n", 1),  # invalid YAML: the parser's message spans lines
+    ],
+)
+def test_cli_prints_each_config_error_on_one_line(tmp_path: Path, body: str, count: int) -> None:
+    path = write(tmp_path, body)
+    data = tmp_path / "x.jsonl"
+    data.write_text("{}\n", encoding="utf-8")
+    out = tmp_path / "out"
+    result = cli(
+        "ingest", "--config", str(path), "--source", "a", "--input", str(data), "--out", str(out)
+    )
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.splitlines()
+    assert len(lines) == count, lines
+    for line in lines:
+        assert line.startswith(f"error: {path}:"), line
+    assert "Traceback" not in result.output
+    assert not out.exists()  # nothing written
+
+
+def test_cli_ingest_through_config_uses_the_source(tmp_path: Path) -> None:
+    (tmp_path / "d.jsonl").write_text(
+        '{"request_id":"r1","startTime":"2025-06-01 09:00:00","model":"gpt-4o",'
+        '"custom_llm_provider":"openai","prompt_tokens":10,"completion_tokens":2}\n',
+        encoding="utf-8",
+    )
+    path = write(
+        tmp_path,
+        """
+        sources:
+          - name: gw-berlin
+            kind: litellm
+            location: d.jsonl
+            timezone: Europe/Berlin
+        """,
+    )
+    out = tmp_path / "out"
+    args = ["ingest", "--config", str(path), "--input", str(tmp_path / "d.jsonl")]
+    result = cli(*args, "--source", "gw-berlin", "--out", str(out), "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["normalized"] == 1
+    row = pl.read_parquet(out / "normalized.parquet").row(0, named=True)
+    assert row["source"] == "gw-berlin"
+    assert row["started_at"] == dt.datetime(2025, 6, 1, 7, 0, tzinfo=dt.UTC)
+    missing = cli(*args, "--source", "nope", "--out", str(tmp_path / "o2"))
+    assert missing.exit_code == 2
+    assert missing.stderr.strip().splitlines() == [
+        f"error: {path}: no source named 'nope' (sources: gw-berlin)"
+    ]
