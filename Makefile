@@ -8,7 +8,7 @@ UV := $(or $(shell command -v uv 2>/dev/null),$(TOOLS)/bin/uv)
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test bench lint format ui clean
+.PHONY: demo test bench bench-ingest bench-pipeline bench-report bench-anomalies lint format ui clean
 
 $(TOOLS)/bin/uv:
 	python3 -m pip install --quiet --disable-pip-version-check --target $(TOOLS)/lib uv
@@ -28,6 +28,19 @@ test: $(VENV)/.synced
 
 bench: $(VENV)/.synced
 	$(PY) -m bench.bench_reprice
+
+# The other benchmarks (bench/README.md); each prints its table and writes bench/results/.
+bench-ingest: $(VENV)/.synced
+	$(PY) -m bench.bench_ingest
+
+bench-pipeline: $(VENV)/.synced
+	$(PY) -m bench.bench_pipeline
+
+bench-report: $(VENV)/.synced
+	$(PY) -m bench.bench_report
+
+bench-anomalies: $(VENV)/.synced
+	$(PY) -m bench.bench_anomalies
 
 lint: $(VENV)/.synced
 	$(VENV)/bin/ruff check .

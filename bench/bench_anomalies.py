@@ -17,8 +17,10 @@ is known exactly):
   latency      one feature-day's calls take +X s
   unpriced     a share of one feature-day's successful requests hit an unknown model
   new_feature  from a day on, a new feature (half the traffic of an existing one, copied)
-  missing      a gateway's whole day is missing (late delivery)
-  partial      70% of a gateway's day is missing (its tail arrives late)
+  retry_storm  a share of one feature-day's requests fail on attempt 1 (429, no usage) and
+               succeed on attempt 2: a retry-rate and an error-rate anomaly
+  missing      a gateway's whole day arrives 1..--max-arrival-days days late
+  partial      70% of a gateway's day (its tail) arrives 1..N days late
 
 Completeness comes from per-gateway row counts of the final frame, as the ingest asset's
 counts would show them (`source_completeness`). Everything after 8 weeks of history is scored
@@ -31,8 +33,12 @@ alerts of the metric. Recall = injections with at least one matching alert / inj
 are "above threshold": for spend, true added cost >= min_impact_usd and >= min_pct_impact of
 the feature's usual spend that day (new features: the new-spend rule's thresholds); for the
 other metrics, every injection (they are sized above their metric's gates). "Alerts caused
-by late data" = alerts of the run with late/partial gateway days that the same run without
-them does not have (target: zero). Results: bench/results/anomalies_latest.json.
+by late data" = alert keys of the run with late/partial gateway days that the same traffic
+on time does not have (target: zero). The alerts scored are the production timeline's: the
+run of day t reads the data present on day t (late events still in flight are missing and
+their gateway-day is incomplete), and a late day is re-run when its data arrives. "Never
+arrives" repeats the comparison with the late data missing for good (a stress case).
+Results: bench/results/anomalies_latest.json.
 """
 
 from __future__ import annotations
@@ -69,6 +75,17 @@ COST_PARTS = (
     "cost_cache_write_1h_usd",
 )
 SPEND = "cost_usd"
+# A failed attempt carries no usage and no cost.
+RETRY_NULLED = (
+    "input_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cache_write_1h_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "cost_usd",
+    *COST_PARTS,
+)
 
 
 @dataclass
@@ -102,9 +119,35 @@ def _resample(rng: np.random.Generator, rows: pl.DataFrame, n: int, tag: str) ->
     )
 
 
+@dataclass(frozen=True)
+class LateEvent:
+    """A gateway-day whose tail (`share` of the day) arrives `delay` days late."""
+
+    gateway: str
+    day: dt.date
+    kind: str  # missing | partial
+    share: float
+    delay: int
+
+    def absent(self, day: pl.Expr) -> pl.Expr:
+        """Rows not yet delivered while the event is in flight."""
+        cutoff = dt.datetime.combine(self.day, dt.time(0), dt.UTC) + dt.timedelta(
+            hours=24 * (1 - self.share)
+        )
+        return (
+            (pl.col("gateway") == self.gateway)
+            & (day == self.day)
+            & (pl.col("started_at") >= cutoff)
+        )
+
+    def in_flight(self, run_day: dt.date) -> bool:
+        """The data is still missing when the run of `run_day` reads the lake."""
+        return self.day <= run_day < self.day + dt.timedelta(days=self.delay)
+
+
 def inject(
-    priced: pl.DataFrame, seed: int, days: int, eval_start: int
-) -> tuple[pl.DataFrame, pl.DataFrame, list[Injection], list[tuple[str, dt.date, str]]]:
+    priced: pl.DataFrame, seed: int, days: int, eval_start: int, max_arrival_days: int = 3
+) -> tuple[pl.DataFrame, pl.DataFrame, list[Injection], list[LateEvent]]:
     """(frame with late data, the same without it, injections, late gateway-days)."""
     rng = np.random.default_rng(seed + 1000)
     priced = priced.with_columns(_day(priced).alias("_d"))
@@ -262,6 +305,35 @@ def inject(
         injections.append(
             Injection("unpriced", feature, teams[feature], span, ("unpriced_share",), share)
         )
+    # Retry storms: a share of one feature-day's logical requests first fail (HTTP 429, no
+    # usage, no cost) and succeed on attempt 2, as LiteLLM and OTel log them.
+    for share in (0.1, 0.2, 0.3):
+        feature, span = pick()
+        rows = feature_day(feature, span[0])
+        hit = pl.lit(pl.Series(rng.random(rows.height) < share)) & (
+            pl.col("attempt").fill_null(1) == 1
+        )
+        hit_rows = rows.filter(hit)
+        failed_first = hit_rows.with_columns(
+            pl.lit(1, pl.Int32).alias("attempt"),
+            pl.lit("error").alias("status"),
+            pl.col("started_at").alias("ended_at"),
+            *[
+                pl.lit(None).cast(rows.schema[c]).alias(c)
+                for c in RETRY_NULLED
+                if c in rows.columns
+            ],
+            pl.lit("usage_missing").alias("unpriced_reason"),
+        )
+        retried = rows.with_columns(
+            pl.when(hit).then(pl.lit(2, pl.Int32)).otherwise(pl.col("attempt")).alias("attempt")
+        )
+        replaced[(feature, span[0])] = pl.concat([retried, failed_first], how="vertical")
+        injections.append(
+            Injection(
+                "retry_storm", feature, teams[feature], span, ("retry_rate", "error_rate"), share
+            )
+        )
     # New features: a copy of half of an existing feature's traffic from a day on.
     for i, source in enumerate(("code-review", "chat-assistant")):
         first = eval_start + 10 + 15 * i
@@ -284,8 +356,8 @@ def inject(
                 Decimal(0),
             )
         )
-    # Late and partial gateway data.
-    late: list[tuple[str, dt.date, str]] = []
+    # Late and partial gateway data: each event's data arrives `delay` days later.
+    late: list[LateEvent] = []
     gateways = ["litellm", "helicone", "openrouter", "cloudflare", "otel"]
     drop = pl.lit(False)
     for kind, share in (
@@ -303,12 +375,9 @@ def inject(
             if d not in injected_days:
                 break
         gw = gateways[int(rng.integers(0, len(gateways)))]
-        late.append((gw, d, kind))
-        # The tail of the day arrives late: the last `share` of the gateway's day is absent.
-        cutoff = dt.datetime.combine(d, dt.time(0), dt.UTC) + dt.timedelta(hours=24 * (1 - share))
-        drop = drop | (
-            (pl.col("gateway") == gw) & (pl.col("_d") == d) & (pl.col("started_at") >= cutoff)
-        )
+        delay = int(rng.integers(1, max_arrival_days + 1))
+        late.append(LateEvent(gw, d, kind, share, delay))
+        drop = drop | late[-1].absent(pl.col("_d"))
 
     keep = priced
     if replaced:
@@ -396,18 +465,25 @@ def evaluate(
 
 
 def run_seed(
-    seed: int, days: int, rpd: int, settings: an.DetectionSettings, catalog: Catalog
+    seed: int,
+    days: int,
+    rpd: int,
+    settings: an.DetectionSettings,
+    catalog: Catalog,
+    max_arrival_days: int = 3,
 ) -> dict[str, Any]:
     t0 = time.perf_counter()
     attempts, _ = build_attempts(seed, START, days, rpd)
     priced = reprice(attempts.lazy(), catalog).collect()
     eval_start = 56
-    frame, clean, injections, late = inject(priced, seed, days, eval_start)
+    frame, clean, injections, late = inject(priced, seed, days, eval_start, max_arrival_days)
     t_gen = time.perf_counter() - t0
     all_days = [START + dt.timedelta(days=i) for i in range(days)]
     first, last = all_days[eval_start], all_days[-1]
 
-    def detect(data: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, float]:
+    def detect(
+        data: pl.DataFrame, until: dt.date = last
+    ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, float]:
         ud = usage_daily(data.lazy()).collect()
         lat = latency_by_feature(data.lazy()).collect()
         comp = completeness(data, all_days).collect()
@@ -415,26 +491,67 @@ def run_seed(
         scores = an.score_series(
             ud.lazy(),
             first,
-            last,
+            until,
             settings,
             latency_by_feature=lat.lazy(),
             completeness=comp.lazy(),
         ).collect()
-        alerts = an.alerts(scores.lazy(), first, last, settings).collect()
+        alerts = an.alerts(scores.lazy(), first, until, settings).collect()
         return scores, alerts, comp, time.perf_counter() - t1
 
-    scores, alerts, comp, t_score = detect(frame)
-    if os.environ.get("AISPEND_BENCH_DUMP"):
-        scores.write_parquet(Path(os.environ["AISPEND_BENCH_DUMP"]) / f"scores-{seed}.parquet")
-        comp.write_parquet(Path(os.environ["AISPEND_BENCH_DUMP"]) / f"completeness-{seed}.parquet")
-    _, clean_alerts, _, _ = detect(clean)
+    clean_scores, clean_alerts, _, t_score = detect(clean)
+    # The production timeline: the run of day t reads the lake as it is that day, so a late
+    # event is missing from every run while it is in flight, then arrives, and its day is
+    # re-run (scores and alerts for that day, from the data as it is on arrival). Runs with
+    # nothing in flight are the clean run. One scoring pass per distinct in-flight set.
+    requests: dict[frozenset[LateEvent], set[dt.date]] = defaultdict(set)
+    for t in all_days[eval_start:]:
+        requests[frozenset(e for e in late if e.in_flight(t))].add(t)
+    for e in late:
+        arrival = e.day + dt.timedelta(days=e.delay)
+        if arrival <= last:
+            state = frozenset(x for x in late if x.in_flight(arrival) and x.day <= e.day)
+            requests[state].add(e.day)
+    timeline_parts = [clean_alerts.filter(pl.col("day").is_in(sorted(requests.pop(frozenset()))))]
+    alerts_on_incomplete = 0
+    for state, run_days in sorted(requests.items(), key=lambda kv: min(kv[1])):
+        mask = pl.lit(False)
+        for e in state:
+            mask = mask | e.absent(_day(clean))
+        _, state_alerts, state_comp, _ = detect(clean.filter(~mask), max(run_days))
+        state_alerts = state_alerts.filter(pl.col("day").is_in(sorted(run_days)))
+        incomplete = state_comp.filter(pl.col("status") != "complete")["day"].unique()
+        alerts_on_incomplete += state_alerts.filter(
+            pl.col("day").is_in(incomplete.to_list())
+        ).height
+        timeline_parts.append(state_alerts)
+    alerts = (
+        pl.concat(timeline_parts, how="vertical")
+        .sort("day", "alert_key")
+        .unique("alert_key", keep="first", maintain_order=True)
+    )
     # Alerts that exist only because some data was late or partial (same traffic otherwise).
     caused_by_late = sorted(set(alerts["alert_key"]) - set(clean_alerts["alert_key"]))
+    # Stress case: the late data never arrives (every late day stays incomplete forever).
+    _, never_alerts, comp, _ = detect(frame)
+    if os.environ.get("AISPEND_BENCH_DUMP"):
+        dump = Path(os.environ["AISPEND_BENCH_DUMP"])
+        clean_scores.write_parquet(dump / f"scores-{seed}.parquet")
+        comp.write_parquet(dump / f"completeness-{seed}.parquet")
+    never_caused = sorted(set(never_alerts["alert_key"]) - set(clean_alerts["alert_key"]))
+    scores = clean_scores
     result = evaluate(injections, late, alerts, settings)
     result["late_data_alerts"] = len(caused_by_late)
+    result["late_data_alerts_per_metric"] = _per_metric_keys(caused_by_late)
     result["late_data_alert_keys"] = caused_by_late
     result["alerts_lost_to_late_data"] = sorted(
         set(clean_alerts["alert_key"]) - set(alerts["alert_key"])
+    )
+    result["never_arriving_late_data_alerts"] = len(never_caused)
+    result["never_arriving_late_data_alerts_per_metric"] = _per_metric_keys(never_caused)
+    result["never_arriving_late_data_alert_keys"] = never_caused
+    result["never_arriving_alerts_lost"] = sorted(
+        set(clean_alerts["alert_key"]) - set(never_alerts["alert_key"])
     )
     score_index = {
         (r["day"], r["metric"], r["scope"], r["series"]): r
@@ -443,14 +560,17 @@ def run_seed(
     incomplete_days = sorted(
         {d for d in comp.filter(pl.col("status") != "complete")["day"].to_list()}
     )
-    alerts_on_incomplete = alerts.filter(pl.col("day").is_in(incomplete_days)).height
+    alerts_on_incomplete += never_alerts.filter(pl.col("day").is_in(incomplete_days)).height
     result.update(
         seed=seed,
         rows=frame.height,
         generate_seconds=round(t_gen, 1),
         score_seconds=round(t_score, 2),
         series_days_scored=scores.height,
-        late=[{"gateway": g, "day": d.isoformat(), "kind": k} for g, d, k in late],
+        late=[
+            {"gateway": e.gateway, "day": e.day.isoformat(), "kind": e.kind, "delay_days": e.delay}
+            for e in late
+        ],
         incomplete_days=[d.isoformat() for d in incomplete_days],
         alerts_on_incomplete_days=alerts_on_incomplete,
         injections=[
@@ -486,9 +606,9 @@ def run_seed(
                 "day": a["day"].isoformat(),
                 **{
                     k: v
-                    for k, v in score_index[
-                        (a["day"], a["metric"], a["scope"], a["series"])
-                    ].items()
+                    for k, v in score_index.get(
+                        (a["day"], a["metric"], a["scope"], a["series"]), {}
+                    ).items()
                     if k in ("actual", "expected", "impact_pct", "score", "requests", "method")
                 },
             }
@@ -504,6 +624,14 @@ def run_seed(
     return result
 
 
+def _per_metric_keys(keys: list[str]) -> dict[str, int]:
+    counts = {m: 0 for m in an.DEFAULT_METRICS}
+    for key in keys:
+        metric = key.split("|", 1)[0]
+        counts["cost_usd" if metric == "new_spend" else metric] += 1
+    return counts
+
+
 def combine(results: list[dict[str, Any]]) -> dict[str, Any]:
     total: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))  # type: ignore[arg-type]
     for r in results:
@@ -517,6 +645,9 @@ def combine(results: list[dict[str, Any]]) -> dict[str, Any]:
                 "below_threshold_detected",
             ):
                 total[metric][k] += s[k]
+        for k in ("late_data_alerts", "never_arriving_late_data_alerts"):
+            for metric, n in r[f"{k}_per_metric"].items():
+                total[metric][k] += n
     out = {}
     for metric, s in total.items():
         out[metric] = {
@@ -536,6 +667,13 @@ def main() -> None:
     parser.add_argument("--rpd", type=int, default=5000, help="requests per day")
     parser.add_argument("--z", type=float, default=None, help="override z_threshold (spend)")
     parser.add_argument("--tail", type=float, default=None, help="override tail_quantile")
+    parser.add_argument(
+        "--max-arrival-days",
+        type=int,
+        default=3,
+        help="late data arrives 1..N days after its day (drawn per event)",
+    )
+    parser.add_argument("--out", default="anomalies_latest.json", help="file in bench/results")
     args = parser.parse_args()
     settings = an.DetectionSettings()
     if args.z is not None:
@@ -543,7 +681,10 @@ def main() -> None:
     if args.tail is not None:
         settings = replace(settings, tail_quantile=args.tail)
     catalog = Catalog.load([])
-    results = [run_seed(100 + s, args.days, args.rpd, settings, catalog) for s in range(args.seeds)]
+    results = [
+        run_seed(100 + s, args.days, args.rpd, settings, catalog, args.max_arrival_days)
+        for s in range(args.seeds)
+    ]
     summary = {
         "settings": {
             "z_threshold": settings.z_threshold,
@@ -555,22 +696,39 @@ def main() -> None:
         "requests_per_day": args.rpd,
         "machine": platform.platform(),
         "per_metric": combine(results),
+        "max_arrival_days": args.max_arrival_days,
         "late_data_alerts": sum(r["late_data_alerts"] for r in results),
+        "never_arriving_late_data_alerts": sum(
+            r["never_arriving_late_data_alerts"] for r in results
+        ),
         "alerts_on_incomplete_days": sum(r["alerts_on_incomplete_days"] for r in results),
         "seeds": results,
     }
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "anomalies_latest.json").write_text(json.dumps(summary, indent=2, default=str))
-    header = ("metric", "alerts", "true", "precision", "above thr", "found", "recall")
+    (RESULTS / args.out).write_text(json.dumps(summary, indent=2, default=str))
+    header = (
+        "metric",
+        "alerts",
+        "true",
+        "precision",
+        "above thr",
+        "found",
+        "recall",
+        "late",
+        "never arr",
+    )
     print(f"{header[0]:<20}" + "".join(f"{h:>10}" for h in header[1:]))
     for metric, s in summary["per_metric"].items():
         print(
             f"{metric:<20}{s['alerts']:>10}{s['true_alerts']:>10}{s['precision']!s:>10}"
             f"{s['above_threshold']:>10}{s['detected']:>10}{s['recall']!s:>10}"
+            f"{s['late_data_alerts']:>10}{s['never_arriving_late_data_alerts']:>10}"
         )
     print(
-        f"alerts caused by late/partial data: {summary['late_data_alerts']} "
-        f"(on incomplete days: {summary['alerts_on_incomplete_days']})"
+        f"alerts caused by late/partial data arriving within {args.max_arrival_days} days: "
+        f"{summary['late_data_alerts']} (on incomplete days: "
+        f"{summary['alerts_on_incomplete_days']}); if it never arrived: "
+        f"{summary['never_arriving_late_data_alerts']}"
     )
     for r in results:
         print(

@@ -11,7 +11,9 @@ Two measurements, each in its own process, on fresh output directories:
   repricing, the four roll-ups, the warehouse load (SQLite), the daily report and the
   invoice month (no invoices here) with its reconciliation.
 * `plain`: the same functions called directly, no Dagster (`--worker plain`): what the
-  pipeline costs without the orchestrator. Dagster's overhead = the difference.
+  pipeline costs without the orchestrator. Dagster's overhead = the difference. Like the
+  assets, it streams the ingest into the lake (`stream_requests`), samples GX from the lake
+  and reprices in slices (`lake.sink_partition_batched`).
 
 Reported: wall seconds (process start to exit, imports included), CPU seconds, peak RSS
 (`VmHWM` of the process, polled), per-phase seconds of the plain run, and the machine load
@@ -34,6 +36,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -129,7 +132,7 @@ def plain_worker(config: Path, data_dir: Path, day: dt.date) -> dict[str, float]
 
     import lake
     from pipelines.assets import daily_tables
-    from pipelines.ingest_day import ingest_invoices, ingest_provider_usage, ingest_requests
+    from pipelines.ingest_day import ingest_invoices, ingest_provider_usage, stream_requests
     from pipelines.resources import _engine, _load_catalog, default_warehouse_url
     from sources.config import load_sources
     from transforms.quality import validate_requests
@@ -144,25 +147,23 @@ def plain_worker(config: Path, data_dir: Path, day: dt.date) -> dict[str, float]
     lap("imports")
     base = str(data_dir)
     sources = load_sources(config)
-    result = ingest_requests(sources, day)
+    result = stream_requests(sources, day, base)
     for name, frame in (
-        ("normalized_requests", result.rows),
         ("quarantine", result.quarantine),
         ("duplicates", result.duplicates),
         ("ingest_counts", result.counts),
     ):
         lake.write_partition(base, name, day, frame)
+    assert not result.accounting_problems(), result.accounting_problems()
     lap("ingest")
-    from pipelines.quality_checks import GX_SAMPLE_SEED
+    from pipelines.quality_checks import sample_rows
     from pipelines.resources import DEFAULT_GX_MAX_ROWS
 
-    rows = result.rows
-    sample = (
-        rows
-        if rows.height <= DEFAULT_GX_MAX_ROWS
-        else rows.sample(DEFAULT_GX_MAX_ROWS, seed=GX_SAMPLE_SEED)
-    )
+    rows = result.scan_rows(base, day)
+    sample = sample_rows(rows, result.row_count, DEFAULT_GX_MAX_ROWS)
+    lap("gx_sample")
     validate_requests(sample, partition_day=day)
+    rows.select(pl.struct("request_id", "attempt").is_duplicated().sum()).collect()
     del rows, sample, result
     lap("great_expectations")
     usage = ingest_provider_usage(sources, day)
@@ -171,8 +172,14 @@ def plain_worker(config: Path, data_dir: Path, day: dt.date) -> dict[str, float]
     lake.write_partition(base, "provider_usage_counts", day, usage.counts)
     ingest_invoices(sources, day.replace(day=1))
     lap("billing")
-    priced = reprice(lake.scan_partition(base, "normalized_requests", day), _load_catalog(""))
-    lake.sink_partition(base, "priced_requests", day, priced)
+    catalog = _load_catalog("")
+    lake.sink_partition_batched(
+        base,
+        "priced_requests",
+        day,
+        lake.scan_partition(base, "normalized_requests", day),
+        lambda rows: reprice(rows, catalog),
+    )
     lap("reprice")
     scan = lake.scan_partition(base, "priced_requests", day)
     if "row_issues" not in scan.collect_schema().names():
@@ -303,10 +310,11 @@ def main(argv: list[str] | None = None) -> int:
         report["dagster_overhead_s"] = round(overhead, 2)
         # On a shared machine wall time swings with other load; CPU seconds do not.
         report["dagster_overhead_cpu_s"] = round(cpu_overhead, 2)
+        detail: dict[str, Any] = plain.get("detail") or {}  # type: ignore[assignment]
         print(
             f"plain:       exit {plain['returncode']}, {plain['wall_s']} s wall, "
             f"{plain['cpu_s']} s CPU, peak {plain['peak_rss_mb']} MB; "
-            f"phases {plain.get('detail', {}).get('phases')}",
+            f"phases {detail.get('phases')}",
             flush=True,
         )
         print(f"Dagster overhead: {overhead:.1f} s wall, {cpu_overhead:.1f} s CPU", flush=True)

@@ -60,8 +60,10 @@ invoices/invoice-<provider>-YYYY-MM.csv   exactly the INVOICE_LINE_SCHEMA column
 Billing faults (`datagen.faults.BillingFaults`, `write_reports(..., faults=)`) change what the
 providers bill before any file is written, so every report and the invoice agree on them:
 price changes, bypass traffic on an account the gateway never uses, default tier billed as
-priority, a duplicated invoice line, and a correction invoice restating an invoice mismatch.
-Each is recorded with its exact amount in `Reports.billing_faults`.
+priority, a duplicated invoice line, a correction invoice restating an invoice mismatch, and
+an invoice in another currency (converted from the exact cost at a given rate, then rounded
+to that currency's cents; the usage reports stay in USD). Each is recorded with its exact
+amount in `Reports.billing_faults`.
 """
 
 from __future__ import annotations
@@ -516,8 +518,26 @@ def invoice_id(provider: str, month: str) -> str:
     return f"INV-{provider.upper()}-{month.replace('-', '')}-0001"
 
 
-def invoice_lines(provider: str, month: str, lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Canonical invoice lines (INVOICE_LINE_SCHEMA keys) for one provider and month."""
+def in_currency(lines: list[dict[str, Any]], usd_per_unit: Decimal) -> list[dict[str, Any]]:
+    """Cost lines priced in another currency: exact cost and rate divided by the rate (to 18
+    decimals, the lake's precision), before any rounding to that currency's cents."""
+    q = Decimal(10) ** -18
+    return [
+        {
+            **r,
+            "cost": (r["cost"] / usd_per_unit).quantize(q),
+            "rate": (r["rate"] / usd_per_unit).quantize(q),
+        }
+        for r in lines
+    ]
+
+
+def invoice_lines(
+    provider: str, month: str, lines: list[dict[str, Any]], currency: str = "USD"
+) -> list[dict[str, Any]]:
+    """Canonical invoice lines (INVOICE_LINE_SCHEMA keys) for one provider and month. In
+    another currency, `lines` are already in it (`in_currency`) and so are `amount_usd` and
+    `unit_price_usd` (docs/data-model.md: amounts as billed, in `currency`)."""
     start, end = month_bounds(month)
     inv = invoice_id(provider, month)
     groups = rollup(
@@ -554,7 +574,7 @@ def invoice_lines(provider: str, month: str, lines: list[dict[str, Any]]) -> lis
                 "unit": kw.get("unit"),
                 "unit_price_usd": kw.get("unit_price"),
                 "amount_usd": kw["amount"],
-                "currency": "USD",
+                "currency": currency,
                 "is_correction": False,
                 "corrects_invoice_id": None,
             }
@@ -903,7 +923,7 @@ def focus_rows(provider: str, month: str, lines: list[dict[str, Any]]) -> list[l
     rows = []
 
     def row(**kw: Any) -> list[Any]:
-        base = {c: None for c in FOCUS_COLUMNS}
+        base: dict[str, Any] = dict.fromkeys(FOCUS_COLUMNS)
         base.update(
             BillingAccountId=account[0],
             BillingAccountName=account[1],
@@ -1177,7 +1197,7 @@ def write_reports(
     lines = cost_lines(agg)
     billing_faults = BillingFaults() if faults is None else faults
     recorded = apply_billing_faults(agg_rows, lines, billing_faults)
-    recorded.update({"duplicate_billing": [], "restated": []})
+    recorded.update({"duplicate_billing": [], "restated": [], "currency": []})
     months: dict[str, list[dt.date]] = defaultdict(list)
     for d in days:
         months[month_key(d)].append(d)
@@ -1226,7 +1246,27 @@ def write_reports(
             if not plines:
                 continue
             rel = f"invoices/invoice-{provider}-{month}.csv"
-            rows = invoice_lines(provider, month, plines)
+            fx = next((f for f in billing_faults.currency if f[0] == provider), None)
+            if fx is None:
+                rows = invoice_lines(provider, month, plines)
+            else:
+                billed = in_currency(plines, fx[2])
+                rows = invoice_lines(provider, month, billed, fx[1])
+                recorded["currency"].append(
+                    {
+                        "provider": provider,
+                        "currency": fx[1],
+                        "usd_per_unit": str(fx[2]),
+                        "file": rel,
+                        "invoice_id": rows[0]["invoice_id"],
+                        "lines": len(rows),
+                        **{
+                            f"{k}_in_currency": jsonio.cents(v)
+                            for k, v in month_summary(billed).items()
+                            if k != "usage_exact"
+                        },
+                    }
+                )
             for p, amount in mismatch:
                 if p == provider and provider not in mismatched:
                     mismatched.add(provider)

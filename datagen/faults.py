@@ -64,9 +64,15 @@ class BillingFaults:
     tier_mismatch: tuple[tuple[str, dt.date], ...] = ()
     duplicate_billing: tuple[str, ...] = ()
     restated: tuple[str, ...] = ()
+    # (provider, currency, USD per one unit): that provider invoices in another currency,
+    # converting its exact cost at that rate before rounding to the currency's cents.
+    currency: tuple[tuple[str, str, Decimal], ...] = ()
 
     def describe(self) -> dict[str, Any]:
         return {
+            "currency": [
+                {"provider": p, "currency": c, "usd_per_unit": str(r)} for p, c, r in self.currency
+            ],
             "price_changes": [
                 {"provider": p, "model": m, "since": d.isoformat(), "factor": str(f)}
                 for p, m, d, f in self.price_changes

@@ -13,6 +13,7 @@ from lake.store import (
     scan_dataset,
     scan_partition,
     sink_partition,
+    sink_partition_batched,
     write_partition,
 )
 
@@ -29,5 +30,6 @@ __all__ = [
     "scan_dataset",
     "scan_partition",
     "sink_partition",
+    "sink_partition_batched",
     "write_partition",
 ]

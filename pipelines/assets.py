@@ -33,7 +33,7 @@ from pipelines.ingest_day import (
     PartitionIngest,
     ingest_invoices,
     ingest_provider_usage,
-    ingest_requests,
+    stream_requests,
 )
 from pipelines.monthly import reconcile_day, reconcile_month
 from pipelines.partitions import daily_partitions, monthly_partitions
@@ -42,6 +42,7 @@ from pipelines.quality_checks import (
     accounting_check,
     gx_provider_usage_check,
     gx_requests_check,
+    normalized_metadata,
     sources_present_check,
     unknown_model_check,
 )
@@ -194,15 +195,16 @@ def ingest_requests_asset(
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     """Read every request source's files of the day's window, keep the day's rows."""
     day = _day(context)
-    result = ingest_requests(sources.load(), day)
     base = lake.root()
-    path = _write(base, "normalized_requests", day, result.rows)
+    # Streamed into the lake: a day of requests is never whole in memory (issue 4).
+    result = stream_requests(sources.load(), day, base)
+    rows = result.scan_rows(base, day)
     _write(base, "quarantine", day, result.quarantine)
     _write(base, "duplicates", day, result.duplicates)
     _write(base, "ingest_counts", day, result.counts)
     problems = result.accounting_problems()
     yield dg.MaterializeResult(
-        asset_key="normalized_requests", metadata=_ingest_metadata(result, path)
+        asset_key="normalized_requests", metadata=normalized_metadata(result, rows)
     )
     yield dg.MaterializeResult(
         asset_key="request_quarantine",
@@ -233,7 +235,7 @@ def ingest_requests_asset(
     )
     yield accounting_check("ingest_counts", result, problems)
     yield sources_present_check(result)
-    yield gx_requests_check(result.rows, day, quality)
+    yield gx_requests_check(rows, day, quality)
 
 
 @dg.asset(
@@ -316,13 +318,20 @@ def invoice_lines(
     _write(base, "invoice_quarantine", month, result.quarantine, month=True)
     _write(base, "invoice_counts", month, result.counts, month=True)
     problems = result.accounting_problems()
-    total = money_total(result.rows, "amount_usd")
+    # amount_usd holds the amount as billed, in the line's currency: never add across them.
+    rows = result.rows
+    by_currency = {
+        str(cur): money_text(money_total(rows.filter(pl.col("currency") == cur), "amount_usd"))
+        for cur in sorted(rows.get_column("currency").drop_nulls().unique().to_list())
+    }
+    total = money_total(rows.filter(pl.col("currency") == "USD"), "amount_usd")
     yield dg.MaterializeResult(
         metadata={
             "dagster/row_count": result.rows.height,
             "path": path,
             "invoices": int(result.rows.get_column("invoice_id").n_unique()),
             "amount_usd": money_text(total),
+            "amount_by_currency": by_currency,
             "quarantined": result.quarantine.height,
             "by_provider": count_by(result.rows, "provider"),
             "files_read": dg.MetadataValue.md(markdown_table(result.files, limit=50)),
@@ -356,9 +365,10 @@ def priced_requests(
     day = _day(context)
     base = lake.root()
     normalized = lake_scan(base, "normalized_requests", day)
-    # Streamed into the lake: a day of requests is never whole in memory twice.
-    path = lake_store.sink_partition(
-        base, "priced_requests", day, reprice(normalized, pricing_catalog.load())
+    # In slices: reprice's order-keeping joins would buffer the whole day (issue 4).
+    catalog = pricing_catalog.load()
+    path = lake_store.sink_partition_batched(
+        base, "priced_requests", day, normalized, lambda rows: reprice(rows, catalog)
     )
     priced = lake_scan(base, "priced_requests", day)
     unpriced = priced.filter(pl.col("unpriced_reason").is_not_null())

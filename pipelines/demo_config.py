@@ -3,6 +3,10 @@
 Gateway logs are one file per UTC day, so `trailing_days: 0` reads exactly the day's file;
 provider reports and billing exports are one file per month; invoices are one file per
 provider and billing month. Locations are relative to the written file.
+
+`write_demo_alerts` writes the demo's alert settings (AISPEND_ALERTS_CONFIG): the documented
+defaults with the dollar gates scaled to the generated traffic, a feature and a total
+budget, and rate limits so the report's capacity section has headroom to show.
 """
 
 from __future__ import annotations
@@ -49,4 +53,31 @@ def demo_sources_yaml(generated: Path, config_dir: Path) -> str:
 def write_demo_sources(generated: Path, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(demo_sources_yaml(generated, path.parent), encoding="utf-8")
+    return path
+
+
+# The defaults of docs/examples/alerts.yaml, with the dollar gates scaled to the demo's
+# traffic (about $12 a day in total, a few dollars per feature): at the real defaults ($10
+# impact) no demo feature could ever alert.
+DEMO_ALERTS_YAML = """\
+# Written by `aispend demo`: alert settings for the generated data (docs/alerts.md).
+# Dollar gates are a tenth of the defaults: the demo spends about $12 a day.
+detection:
+  min_impact_usd: 1
+  new_spend_daily_usd: 2.5
+  new_spend_total_usd: 10
+budgets:
+  - {feature: code-review, daily_usd: 5, monthly_usd: 100}
+  - {total: true, monthly_usd: 500}
+rate_limits:
+  - {provider: openai, rpm: 60, tpm: 500000}
+  - {provider: anthropic, rpm: 60}
+email:
+  from: aispend-demo@localhost
+"""
+
+
+def write_demo_alerts(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(DEMO_ALERTS_YAML, encoding="utf-8")
     return path

@@ -28,12 +28,20 @@ import fsspec
 import fsspec.core
 import polars as pl
 
-from pipelines.windows import DAILY, MONTHLY, Grain, assign_rows, plan_window
+import lake
+from pipelines.windows import (
+    DAILY,
+    MONTHLY,
+    Grain,
+    assign_rows,
+    assign_rows_lazy,
+    plan_window,
+)
 from sources.base import SourceContext
 from sources.config import Source, SourcesConfig
-from sources.ingest import adapt_file
+from sources.ingest import adapt_file, spill_file
 from sources.registry import KINDS
-from transforms.normalize import split_requests
+from transforms.normalize import split_requests_streamed
 from transforms.schema import (
     DUPLICATES_SCHEMA,
     INGEST_COUNTS_SCHEMA,
@@ -68,25 +76,30 @@ class PartitionIngest:
     def accounting_problems(self) -> list[str]:
         """Per source: rows_read != normalized + duplicates + quarantined, or counts that do
         not match the frames actually written."""
-        problems = []
-        for row in self.counts.iter_rows(named=True):
-            parts = row["normalized"] + row["duplicates"] + row["quarantined"]
-            if row["rows_read"] != parts:
-                problems.append(
-                    f"{row['source']} {row['day']}: read {row['rows_read']} != normalized "
-                    f"{row['normalized']} + duplicates {row['duplicates']} + quarantined "
-                    f"{row['quarantined']}"
-                )
-        for name, frame, column in (
-            ("normalized", self.rows, "normalized"),
-            ("duplicates", self.duplicates, "duplicates"),
-            ("quarantine", self.quarantine, "quarantined"),
-        ):
-            written = frame.height
-            counted = int(self.counts.get_column(column).sum() or 0)
-            if written != counted:
-                problems.append(f"{name}: {written} rows written != {counted} counted")
-        return problems
+        return _accounting_problems(self.counts, self.rows.height, self.duplicates, self.quarantine)
+
+
+def _accounting_problems(
+    counts: pl.DataFrame, rows: int, duplicates: pl.DataFrame, quarantine: pl.DataFrame
+) -> list[str]:
+    problems = []
+    for row in counts.iter_rows(named=True):
+        parts = row["normalized"] + row["duplicates"] + row["quarantined"]
+        if row["rows_read"] != parts:
+            problems.append(
+                f"{row['source']} {row['day']}: read {row['rows_read']} != normalized "
+                f"{row['normalized']} + duplicates {row['duplicates']} + quarantined "
+                f"{row['quarantined']}"
+            )
+    for name, written, column in (
+        ("normalized", rows, "normalized"),
+        ("duplicates", duplicates.height, "duplicates"),
+        ("quarantine", quarantine.height, "quarantined"),
+    ):
+        counted = int(counts.get_column(column).sum() or 0)
+        if written != counted:
+            problems.append(f"{name}: {written} rows written != {counted} counted")
+    return problems
 
 
 def _count_by_source(frame: pl.DataFrame, name: str) -> pl.DataFrame:
@@ -96,19 +109,26 @@ def _count_by_source(frame: pl.DataFrame, name: str) -> pl.DataFrame:
 def _counts(
     key: dt.date,
     read: dict[str, int],
-    rows: pl.DataFrame,
+    rows: pl.DataFrame | dict[str, int],
     duplicates: pl.DataFrame,
     quarantine: pl.DataFrame,
 ) -> pl.DataFrame:
+    """Counts per source; `rows` is the kept frame, or its row count per source when the
+    rows were streamed elsewhere (counted while splitting)."""
     base = pl.DataFrame(
         {"source": list(read), "rows_read": list(read.values())},
         schema={"source": pl.String, "rows_read": pl.Int64},
     )
-    for frame, name in (
-        (rows, "normalized"),
-        (duplicates, "duplicates"),
-        (quarantine, "quarantined"),
-    ):
+    kept = (
+        pl.DataFrame(
+            {"source": list(rows), "normalized": list(rows.values())},
+            schema={"source": pl.String, "normalized": pl.Int64},
+        )
+        if isinstance(rows, dict)
+        else _count_by_source(rows, "normalized")
+    )
+    base = base.join(kept, on="source", how="left")
+    for frame, name in ((duplicates, "duplicates"), (quarantine, "quarantined")):
         base = base.join(_count_by_source(frame, name), on="source", how="left")
     return (
         base.with_columns(
@@ -224,57 +244,141 @@ def _empty(schema: pl.Schema) -> pl.DataFrame:
     return pl.DataFrame(schema=schema)
 
 
+@dataclass
+class StreamedRequests:
+    """What `stream_requests` produced: the normalized rows are in the lake (`path`,
+    `row_count` rows counted in the written file), the small outputs in memory."""
+
+    path: str
+    row_count: int
+    duplicates: pl.DataFrame
+    quarantine: pl.DataFrame
+    counts: pl.DataFrame
+    files: pl.DataFrame
+    sources: list[str] = field(default_factory=list)
+
+    def accounting_problems(self) -> list[str]:
+        """As `PartitionIngest.accounting_problems`, against the rows actually written."""
+        return _accounting_problems(self.counts, self.row_count, self.duplicates, self.quarantine)
+
+    def scan_rows(self, base: str, day: dt.date) -> pl.LazyFrame:
+        return lake.scan_partition(base, NORMALIZED, day)
+
+
+NORMALIZED = "normalized_requests"
+
+
+def stream_requests(
+    config: SourcesConfig, day: dt.date, base: str, workdir: Path | None = None
+) -> StreamedRequests:
+    """Normalized requests of UTC `day` from every request source, streamed into the lake
+    partition `normalized_requests` of `base` (atomic), so that a day of requests is never
+    whole in memory: each file's canonical rows are spilled to scratch Parquet (a Parquet
+    file mapped streaming, a JSONL file batch by batch), split there (only the dedupe keys
+    of clean rows are held) and the normalized rows streamed from the scratch files into
+    the lake. Duplicates, quarantine and counts are small and returned."""
+    normalized: list[pl.LazyFrame] = []
+    duplicates, quarantine = [], []
+    read: dict[str, int] = {}
+    kept: dict[str, int] = {}
+    files: list[tuple[str, str, int, int]] = []
+    sources = _sources(config, "requests")
+    with tempfile.TemporaryDirectory(prefix="aispend-ingest-") as tmp:
+        scratch = Path(tmp)
+        for index, source in enumerate(sources):
+            if source.is_database:
+                frames, rows_read = _database_day(source, day)
+                normalized.append(frames["normalized"].lazy())
+                kept[source.name] = frames["normalized"].height
+                duplicates.append(frames["duplicates"])
+                quarantine.append(frames["quarantine"])
+                read[source.name] = rows_read
+                continue
+            canonical = _spill_window(
+                config, source, day, workdir or scratch / "fetch", scratch / f"s{index}", files
+            )
+            if canonical is None:
+                read[source.name] = 0
+                continue
+            split = split_requests_streamed(canonical, day)
+            read[source.name] = split.rows_read
+            kept[source.name] = split.normalized_rows
+            normalized.append(split.normalized)
+            duplicates.append(split.duplicates)
+            quarantine.append(split.quarantine)
+        rows = (
+            pl.concat([_conform(f) for f in normalized], how="vertical")
+            if normalized
+            else _empty(NORMALIZED_SCHEMA).lazy()
+        )
+        path = lake.sink_partition(base, NORMALIZED, day, rows)
+    row_count = int(lake.scan_partition(base, NORMALIZED, day).select(pl.len()).collect().item())
+    dups = _concat(duplicates, DUPLICATES_SCHEMA).with_columns(pl.lit(day, pl.Date).alias("day"))
+    quar = _owned_quarantine(_concat(quarantine, QUARANTINE_SCHEMA), day)
+    return StreamedRequests(
+        path=path,
+        row_count=row_count,
+        duplicates=dups.sort(_LINEAGE_ORDER, nulls_last=True, maintain_order=True),
+        quarantine=quar.sort(_LINEAGE_ORDER, nulls_last=True, maintain_order=True),
+        counts=_counts(day, read, kept, dups, quar),
+        files=_files_frame(files),
+        sources=[s.name for s in sources],
+    )
+
+
+def _conform(frame: pl.LazyFrame) -> pl.LazyFrame:
+    return frame.select(NORMALIZED_SCHEMA.names()).cast(dict(NORMALIZED_SCHEMA))  # type: ignore[arg-type]
+
+
+def _spill_window(
+    config: SourcesConfig,
+    source: Source,
+    key: dt.date,
+    workdir: Path,
+    scratch: Path,
+    files: list[tuple[str, str, int, int]],
+) -> pl.LazyFrame | None:
+    """`_read_window` for request sources, lazily over spilled scratch Parquet."""
+    plan = plan_window(config, source, key, DAILY)
+    module = KINDS[source.kind].load()
+    parts = []
+    for number, file in enumerate(plan.files):
+        ctx = SourceContext(
+            name=source.name,
+            kind=source.kind,
+            file=file.path,
+            timezone=source.timezone,
+            partition_day=file.home,
+        )
+        local = config.local_path(ctx.file, workdir)
+        adapted = spill_file(module, local, ctx, scratch / f"f{number}")
+        in_file = int(adapted.select(pl.len()).collect().item())
+        kept, rows_kept = assign_rows_lazy(
+            adapted, pl.col("started_at").dt.date(), plan, file, ROW_ISSUES
+        )
+        files.append((source.name, file.path, in_file, rows_kept))
+        if rows_kept:
+            parts.append(kept)
+    if not parts:
+        return None
+    return pl.concat(parts, how="diagonal_relaxed") if len(parts) > 1 else parts[0]
+
+
 def ingest_requests(
     config: SourcesConfig, day: dt.date, workdir: Path | None = None
 ) -> PartitionIngest:
-    """Normalized requests of UTC `day` from every request source."""
-    normalized, duplicates, quarantine = [], [], []
-    read: dict[str, int] = {}
-    files: list[tuple[str, str, int, int]] = []
-    sources = _sources(config, "requests")
-    with tempfile.TemporaryDirectory(prefix="aispend-fetch-") as tmp:
-        for source in sources:
-            if source.is_database:
-                frames, rows_read = _database_day(source, day)
-            else:
-                canonical = _read_window(
-                    config,
-                    source,
-                    day,
-                    DAILY,
-                    pl.col("started_at").dt.date(),
-                    "to_canonical",
-                    workdir or Path(tmp),
-                    files,
-                )
-                if canonical is None or canonical.is_empty():
-                    read[source.name] = 0
-                    continue
-                split = split_requests(canonical.lazy(), day)
-                frames = dict(
-                    zip(
-                        ("normalized", "duplicates", "quarantine"),
-                        pl.collect_all([split.normalized, split.duplicates, split.quarantine]),
-                        strict=True,
-                    )
-                )
-                rows_read = canonical.height
-            read[source.name] = rows_read
-            normalized.append(frames["normalized"])
-            duplicates.append(frames["duplicates"])
-            quarantine.append(frames["quarantine"])
-    rows = _concat(normalized, NORMALIZED_SCHEMA)
-    dups = _concat(duplicates, DUPLICATES_SCHEMA).with_columns(pl.lit(day, pl.Date).alias("day"))
-    quar = _owned_quarantine(_concat(quarantine, QUARANTINE_SCHEMA), day)
+    """Normalized requests of UTC `day` from every request source, in memory
+    (`stream_requests` into a scratch lake, read back)."""
+    with tempfile.TemporaryDirectory(prefix="aispend-ingest-lake-") as base:
+        streamed = stream_requests(config, day, base, workdir)
+        rows = lake.read_partition(base, NORMALIZED, day)
     return PartitionIngest(
-        # Sources, files and lines are read in a fixed order and every step keeps it, so
-        # the rows are already deterministic: no sort of the day's biggest frame.
         rows=rows,
-        duplicates=dups.sort(_LINEAGE_ORDER, nulls_last=True, maintain_order=True),
-        quarantine=quar.sort(_LINEAGE_ORDER, nulls_last=True, maintain_order=True),
-        counts=_counts(day, read, rows, dups, quar),
-        files=_files_frame(files),
-        sources=[s.name for s in sources],
+        duplicates=streamed.duplicates,
+        quarantine=streamed.quarantine,
+        counts=streamed.counts,
+        files=streamed.files,
+        sources=streamed.sources,
     )
 
 

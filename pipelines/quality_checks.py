@@ -16,19 +16,21 @@ assets of the run) and WARN when it is only suspicious.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import dagster as dg
+import numpy as np
 import polars as pl
 
-from pipelines.ingest_day import PartitionIngest
+from pipelines.ingest_day import PartitionIngest, StreamedRequests
 from pipelines.resources import QualityResource
-from pipelines.summaries import markdown_table
+from pipelines.summaries import count_by_counts, markdown_table
 
 GX_SAMPLE_SEED = 20250101
 UNKNOWN_MATCH_KINDS = ("unknown_model", "unknown_provider")
 
 
-def _gx_metadata(report: object, rows: int, validated: int) -> dict[str, object]:
+def _gx_metadata(report: object, rows: int, validated: int) -> dict[str, Any]:
     lines = report.lines()  # type: ignore[attr-defined]
     return {
         "rows": rows,
@@ -45,6 +47,21 @@ def _sample(frame: pl.DataFrame, max_rows: int) -> pl.DataFrame:
     return frame.sample(n=max_rows, seed=GX_SAMPLE_SEED)
 
 
+def sample_rows(rows: pl.LazyFrame, height: int, max_rows: int) -> pl.DataFrame:
+    """A fixed sample of `max_rows` of a lazy frame of `height` rows (all of them when
+    fewer), in their order, read streaming: the frame itself is never whole in memory."""
+    if height <= max_rows:
+        return rows.collect()
+    picked = np.sort(np.random.default_rng(GX_SAMPLE_SEED).choice(height, max_rows, replace=False))
+    wanted = pl.Series("_row", picked, dtype=pl.Int64).implode()
+    return (
+        rows.with_row_index("_row")
+        .filter(pl.col("_row").cast(pl.Int64).is_in(wanted))
+        .drop("_row")
+        .collect(engine="streaming")
+    )
+
+
 def _disabled(check: str, asset: str) -> dg.AssetCheckResult:
     """AISPEND_GX_MAX_ROWS=0: the suite did not run. Reported as a warning, never a pass."""
     return dg.AssetCheckResult(
@@ -57,24 +74,34 @@ def _disabled(check: str, asset: str) -> dg.AssetCheckResult:
 
 
 def gx_requests_check(
-    rows: pl.DataFrame, day: dt.date, quality: QualityResource
+    rows: pl.DataFrame | pl.LazyFrame, day: dt.date, quality: QualityResource
 ) -> dg.AssetCheckResult:
+    """`rows`: the day's normalized requests, in memory or lazily (the lake partition)."""
     from transforms.quality import validate_requests
 
     if quality.max_rows <= 0:
         return _disabled("gx_requests", "normalized_requests")
-    sample = _sample(rows, quality.max_rows)
+    if isinstance(rows, pl.LazyFrame):
+        height = int(rows.select(pl.len()).collect().item())
+        sample = sample_rows(rows, height, quality.max_rows)
+    else:
+        height = rows.height
+        sample = _sample(rows, quality.max_rows)
     report = validate_requests(
         sample,
         partition_day=day,
         max_unknown_model_share=quality.max_unknown_model_share,
         source="normalized_requests",
     )
-    metadata = _gx_metadata(report, rows.height, sample.height)
+    metadata = _gx_metadata(report, height, sample.height)
     passed = bool(report.success)
-    if sample.height < rows.height:
+    if sample.height < height:
+        # Exact on every row, reading the two key columns only.
         duplicated = int(
-            rows.select(pl.struct("request_id", "attempt").is_duplicated().sum()).item()
+            rows.lazy()
+            .select(pl.struct("request_id", "attempt").is_duplicated().sum())
+            .collect()
+            .item()
         )
         metadata["duplicated_request_attempts"] = duplicated
         passed = passed and duplicated == 0
@@ -105,7 +132,7 @@ def gx_provider_usage_check(
 
 
 def accounting_check(
-    asset_key: str, result: PartitionIngest, problems: list[str]
+    asset_key: str, result: PartitionIngest | StreamedRequests, problems: list[str]
 ) -> dg.AssetCheckResult:
     totals = result.counts.select(
         pl.col("rows_read", "normalized", "duplicates", "quarantined").sum()
@@ -123,7 +150,7 @@ def accounting_check(
     )
 
 
-def sources_present_check(result: PartitionIngest) -> dg.AssetCheckResult:
+def sources_present_check(result: PartitionIngest | StreamedRequests) -> dg.AssetCheckResult:
     silent = result.counts.filter(pl.col("rows_read") == 0).get_column("source").to_list()
     return dg.AssetCheckResult(
         check_name="sources_present",
@@ -156,3 +183,27 @@ def unknown_model_check(
             "models": dg.MetadataValue.md(markdown_table(models, limit=20)),
         },
     )
+
+
+def normalized_metadata(result: StreamedRequests, rows: pl.LazyFrame) -> dict[str, Any]:
+    """Metadata of the streamed `normalized_requests` partition (`rows`: its lake scan):
+    rows per source from the counts, a preview of the first rows."""
+    per_source = result.counts.filter(pl.col("normalized") > 0).select("source", "normalized")
+    head = rows.select(
+        [
+            c
+            for c in ("source", "request_id", "provider", "model", "date")
+            if c in result_columns(rows)
+        ]
+    ).head(10)
+    return {
+        "dagster/row_count": result.row_count,
+        "path": result.path,
+        "rows_by_source": count_by_counts(per_source.rename({"normalized": "len"}), "source"),
+        "files_read": dg.MetadataValue.md(markdown_table(result.files, limit=50)),
+        "preview": dg.MetadataValue.md(markdown_table(head.collect())),
+    }
+
+
+def result_columns(rows: pl.LazyFrame) -> list[str]:
+    return rows.collect_schema().names()

@@ -3,7 +3,7 @@
 `lake_digest(base)`: every file under `{base}/lake` -> SHA-256 of its bytes (staging and
 swap leftovers would show up as extra entries). `warehouse_dump(url)`: every table -> its
 rows as text tuples, sorted, without the timestamp columns that record when a row was
-written (a new row written twice differs there by design).
+written or sent (a new row written twice differs there by design).
 """
 
 from __future__ import annotations
@@ -11,7 +11,9 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-BOOKKEEPING_COLUMNS = frozenset({"loaded_at", "created_at", "updated_at"})
+BOOKKEEPING_COLUMNS = frozenset({"loaded_at", "created_at", "updated_at", "claimed_at", "sent_at"})
+# An email as sent carries its own Date header: a record of the send, not pipeline content.
+TABLE_BOOKKEEPING = {"alert_outbox": frozenset({"message"})}
 
 
 def lake_digest(base: str | Path) -> dict[str, str]:
@@ -36,6 +38,7 @@ def warehouse_dump(url: str) -> dict[str, list[tuple[str | None, ...]]]:
                     c["name"]
                     for c in inspector.get_columns(table)
                     if c["name"] not in BOOKKEEPING_COLUMNS
+                    and c["name"] not in TABLE_BOOKKEEPING.get(table, frozenset())
                 ]
                 if not columns:
                     continue

@@ -140,18 +140,31 @@ def assign_rows(
     Rows of other partitions are dropped (their own partition reads them); rows no partition
     reads are kept here, flagged `outside_late_window:<date>` in `issues_column`, when this
     partition is the file's home."""
-    dated = frame.with_columns(event_day.alias("_event"))
+    kept, _ = assign_rows_lazy(frame.lazy(), event_day, plan, file, issues_column)
+    return kept.collect()
+
+
+def assign_rows_lazy(
+    frame: pl.LazyFrame,
+    event_day: pl.Expr,
+    plan: WindowPlan,
+    file: SourceFile,
+    issues_column: str,
+) -> tuple[pl.LazyFrame, int]:
+    """`assign_rows` for a LazyFrame (a file's adapted rows spilled to disk): the rows kept,
+    still lazy, and how many there are. Only the event day of every row is read to decide."""
+    events = frame.group_by(event_day.alias("_event")).agg(pl.len().alias("_rows")).collect()
     home = file.home
     if home is None:
-        first = dated.get_column("_event").min()
-        if first is None and dated.height:
+        first = events.get_column("_event").min()
+        if first is None and events.height:
             raise InputError(
                 f"{file.path}: no row has a readable date and the location of source "
                 f"{plan.source.name} has no {{date}} pattern, so no partition can own its rows"
             )
         home = plan.grain.owner(first) if isinstance(first, dt.date) else plan.key
-    events = [d for d in dated.get_column("_event").unique().to_list() if d is not None]
-    orphans = [d for d in events if not plan.readable_by_owner(d, file.expansion)]
+    days = [d for d in events.get_column("_event").to_list() if d is not None]
+    orphans = [d for d in days if not plan.readable_by_owner(d, file.expansion)]
     owner = pl.col("_event").map_batches(
         lambda s: s.dt.truncate("1mo") if plan.grain.monthly else s, return_dtype=pl.Date
     )
@@ -160,16 +173,26 @@ def assign_rows(
     homeless = pl.col("_event").is_null() | is_orphan
     if home == plan.key:
         mine = mine | homeless
-    keep = dated.select(mine.fill_null(False).alias("_keep")).get_column("_keep")
-    # The usual case (a day's own file, every row of the day): no filtered copy of the
-    # frame, which carries every verbatim record and is the biggest thing in memory.
-    kept = dated if keep.all() else dated.filter(keep)
+    mine = mine.fill_null(False)
+    # Decided per distinct event day (a handful of values), then applied to the rows.
+    decided = events.with_columns(mine.alias("_keep"))
+    kept_rows = int(decided.filter("_keep").get_column("_rows").sum() or 0)
+    total = int(decided.get_column("_rows").sum() or 0)
+    if kept_rows == total:
+        # The usual case (a day's own file, every row of the day): no filter at all.
+        kept = frame
+    else:
+        kept_days = decided.filter("_keep").get_column("_event")
+        keep = event_day.is_in(kept_days.drop_nulls().implode()).fill_null(False)
+        if kept_days.null_count():
+            keep = keep | event_day.is_null()
+        kept = frame.filter(keep)
     if orphans and home == plan.key:
-        reason = pl.concat_str(pl.lit(f"{OUTSIDE_WINDOW}:"), pl.col("_event").cast(pl.String))
+        reason = pl.concat_str(pl.lit(f"{OUTSIDE_WINDOW}:"), event_day.cast(pl.String))
         kept = kept.with_columns(
-            pl.when(is_orphan)
+            pl.when(event_day.is_in(orphans))
             .then(pl.coalesce(pl.col(issues_column), reason))
             .otherwise(pl.col(issues_column))
             .alias(issues_column)
         )
-    return kept.drop("_event")
+    return kept, kept_rows

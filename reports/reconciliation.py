@@ -413,9 +413,14 @@ def summary_text(run: ReconciliationRun, run_id: str | None = None) -> list[str]
     flagged = run.lines.filter(pl.col("status").is_in(["variance", "unexplained"]))
     for r in flagged.iter_rows(named=True):
         what = r["model_group"] or r["line_kind"]
+        amount = _cents(r["difference_usd"])
+        if amount is None:
+            # A line with no dollar amount (an invoice currency without a rate): its own.
+            ev = json.loads(r["evidence"] or "{}")
+            amount = f"{ev.get('currency')} {ev.get('amount_in_currency')}: {ev.get('reason')}"
         out.append(
             f"  {r['status']:<12}{r['provider']}/{what} {r['period_start']}: "
-            f"{r['category']} {_cents(r['difference_usd'])}"
+            f"{r['category']} {amount}"
         )
     return out
 
@@ -472,7 +477,9 @@ def write_xlsx(run: ReconciliationRun, path: Path) -> Path:
         for r, named in enumerate(run.lines.iter_rows(named=True), start=1):
             for c, name in enumerate(run.lines.columns):
                 put(lines, r, c, named[name], name in MONEY_COLUMNS)
-            lines.write_string(r, len(lcols) - 1, str(_exact(named["difference_usd"])))
+            exact = named["difference_usd"]
+            if exact is not None:
+                lines.write_string(r, len(lcols) - 1, str(_exact(exact)))
         lines.autofilter(0, 0, max(run.lines.height, 1), len(lcols) - 1)
         book.close()
         os.replace(tmp, path)

@@ -140,17 +140,16 @@ def bucket_tokens(bucket: pl.Expr, tokens: pl.Expr) -> dict[str, pl.Expr]:
     }
 
 
-def currency_issue(currency: pl.Expr) -> pl.Expr:
-    """Flag for an upper-cased currency: not an ISO code is invalid; another currency than
-    USD is unsupported, since the money columns are dollars and no adapter converts
-    (quarantined, never silently mixed)."""
+def currency_issue(currency: pl.Expr, other_currencies: bool = False) -> pl.Expr:
+    """Flag for an upper-cased currency: not an ISO code is invalid. Usage reports: another
+    currency than USD is unsupported, since their money columns are dollars and no adapter
+    converts (quarantined, never silently mixed). Invoices (`other_currencies`): kept with
+    their currency, amounts as billed; reconciliation converts them with configured rates."""
     valid = currency.str.contains(r"^[A-Z]{3}$")
-    return (
-        pl.when(currency.is_not_null() & ~valid)
-        .then(pl.lit("invalid_value:currency"))
-        .when(valid & (currency != "USD"))
-        .then(pl.lit("unsupported_value:currency"))
-    )
+    invalid = pl.when(currency.is_not_null() & ~valid).then(pl.lit("invalid_value:currency"))
+    if other_currencies:
+        return invalid
+    return invalid.when(valid & (currency != "USD")).then(pl.lit("unsupported_value:currency"))
 
 
 CLAUDE_FAMILIES = "opus|sonnet|haiku|instant"

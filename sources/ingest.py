@@ -12,9 +12,11 @@ import datetime as dt
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import polars as pl
 
@@ -154,41 +156,41 @@ def _lazy_parquet(module: ModuleType, path: Path) -> bool:
     return bool(getattr(module, "RECORD_PASSTHROUGH", False)) and path.suffix.lower() == ".parquet"
 
 
-def _canonical_parquet(module: ModuleType, path: Path, ctx: SourceContext) -> pl.DataFrame:
-    """The adapter's canonical frame of a Parquet file, read lazily without `_record`: the
-    JSON text of every row (`read_records`) is ~1 kB a row, more than the row itself. It is
-    built afterwards, from the same file, for the rows that will be quarantined only, exactly
-    as `read_records` builds it (and scrubbed of key-like secrets like `to_canonical` does)."""
+def _quarantine_flag() -> pl.Expr:
+    # The two reasons `split_requests` quarantines for: a row issue, an inconsistent usage.
+    return pl.coalesce(pl.col(ROW_ISSUES), usage_issues()).is_not_null().alias("_quarantine")
+
+
+def _parquet_columns(path: Path) -> list[str]:
     if not path.is_file():
         raise InputError(f"{path}: cannot read file: no such file")
     try:
-        columns = pl.scan_parquet(path).collect_schema().names()
+        return pl.scan_parquet(path).collect_schema().names()
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise InputError(f"{path}: cannot read file: {str(exc).splitlines()[0]}") from None
-    raw = pl.scan_parquet(path).select(
-        (pl.int_range(pl.len(), dtype=pl.Int64) + 1).alias("_line"),
+
+
+def _lazy_canonical_parquet(
+    module: ModuleType, path: Path, ctx: SourceContext, columns: list[str]
+) -> pl.LazyFrame:
+    """`to_canonical` over the file as `read_records` would read it, but with a null
+    `_record` (the JSON text of every row is ~1 kB a row, more than the row itself), plus
+    the `_quarantine` flag of the rows that will need it."""
+    raw = pl.scan_parquet(path, row_index_name="__row", row_index_offset=1).select(
+        pl.col("__row").cast(pl.Int64).alias("_line"),
         pl.lit(None, pl.String).alias("_record"),
         pl.lit(None, pl.String).alias("_parse_error"),
         *columns,
     )
-    try:
-        canonical = (
-            module.to_canonical(raw, ctx)
-            .with_columns(
-                pl.coalesce(pl.col(ROW_ISSUES), usage_issues()).is_not_null().alias("_quarantine")
-            )
-            .collect()
-        )
-    except (pl.exceptions.ComputeError, OSError) as exc:
-        raise InputError(f"{path}: cannot read file: {str(exc).splitlines()[0]}") from None
-    quarantine = canonical["_quarantine"]
-    canonical = canonical.drop("_quarantine")
-    if not quarantine.any():
-        return canonical
-    wanted = canonical["source_line"].filter(quarantine)
+    return module.to_canonical(raw, ctx).with_columns(_quarantine_flag())  # type: ignore[no-any-return]
+
+
+def _parquet_records(path: Path, columns: list[str], lines: pl.Series) -> pl.Series:
+    """The verbatim records (`read_records`' JSON text, key-like secrets scrubbed as
+    `to_canonical` scrubs `_record`) of the 1-based rows `lines`, in their order."""
     records = (
-        pl.scan_parquet(path)
-        .filter((pl.int_range(pl.len(), dtype=pl.Int64) + 1).is_in(wanted.implode()))
+        pl.scan_parquet(path, row_index_name="__row", row_index_offset=1)
+        .filter(pl.col("__row").cast(pl.Int64).is_in(lines.implode()))
         .select(
             pl.struct(columns)
             .struct.json_encode()
@@ -198,25 +200,37 @@ def _canonical_parquet(module: ModuleType, path: Path, ctx: SourceContext) -> pl
         .collect()
         .get_column("_record")
     )
-    if records.len() != wanted.len():
-        raise RuntimeError(f"{module.__name__}.to_canonical changed the rows of {path}")
+    if records.len() != lines.len():
+        raise RuntimeError(f"{path}: quarantined rows changed between two reads")
+    return records
+
+
+def _canonical_parquet(module: ModuleType, path: Path, ctx: SourceContext) -> pl.DataFrame:
+    """The adapter's canonical frame of a Parquet file, `_record` built afterwards, from the
+    same file, for the rows that will be quarantined only, exactly as `read_records` builds
+    it."""
+    columns = _parquet_columns(path)
+    try:
+        # Streaming: the mapping's intermediate columns exist for one morsel at a time.
+        canonical = _lazy_canonical_parquet(module, path, ctx, columns).collect(engine="streaming")
+    except (pl.exceptions.ComputeError, OSError) as exc:
+        raise InputError(f"{path}: cannot read file: {str(exc).splitlines()[0]}") from None
+    quarantine = canonical["_quarantine"]
+    canonical = canonical.drop("_quarantine")
+    if not quarantine.any():
+        return canonical
+    records = _parquet_records(path, columns, canonical["source_line"].filter(quarantine))
     return canonical.with_columns(canonical["_record"].scatter(quarantine.arg_true(), records))
 
 
-def _canonical_batches(
+def _canonical_batch_frames(
     module: ModuleType, path: Path, ctx: SourceContext, batch_bytes: int
-) -> pl.DataFrame:
+) -> Iterator[pl.DataFrame]:
     """The adapter's canonical frame of a JSONL file, mapped batch by batch. `_record` is
-    kept only on rows that will be quarantined (a row issue or an inconsistent usage, the
-    two reasons `split_requests` quarantines for), fetched from the batch's lines."""
-    parts: list[pl.DataFrame] = []
+    kept only on rows that will be quarantined, fetched from the batch's lines."""
     for batch in read_jsonl_batches(path, module.FIELDS, batch_bytes):
         canonical = (
-            module.to_canonical(batch.frame.lazy(), ctx)
-            .with_columns(
-                pl.coalesce(pl.col(ROW_ISSUES), usage_issues()).is_not_null().alias("_quarantine")
-            )
-            .collect()
+            module.to_canonical(batch.frame.lazy(), ctx).with_columns(_quarantine_flag()).collect()
         )
         quarantine = canonical["_quarantine"]
         record = canonical["_record"]
@@ -226,17 +240,67 @@ def _canonical_batches(
             rows = quarantine.arg_true()
             missing = rows.filter(record.gather(rows).is_null())
             record = record.scatter(missing, batch.records_of(missing))
-        parts.append(
-            canonical.with_columns(
-                pl.when(quarantine).then(record).otherwise(None).alias("_record")
-            ).drop("_quarantine")
-        )
+        yield canonical.with_columns(
+            pl.when(quarantine).then(record).otherwise(None).alias("_record")
+        ).drop("_quarantine")
+
+
+def _empty_canonical(module: ModuleType, ctx: SourceContext) -> pl.DataFrame:
+    empty = pl.DataFrame(
+        schema={"_line": pl.Int64, "_record": pl.String, "_parse_error": pl.String}
+    )
+    return module.to_canonical(empty.lazy(), ctx).collect()  # type: ignore[no-any-return]
+
+
+def _canonical_batches(
+    module: ModuleType, path: Path, ctx: SourceContext, batch_bytes: int
+) -> pl.DataFrame:
+    parts = list(_canonical_batch_frames(module, path, ctx, batch_bytes))
     if not parts:
-        empty = pl.DataFrame(
-            schema={"_line": pl.Int64, "_record": pl.String, "_parse_error": pl.String}
-        )
-        return module.to_canonical(empty.lazy(), ctx).collect()  # type: ignore[no-any-return]
+        return _empty_canonical(module, ctx)
     return pl.concat(parts, how="vertical_relaxed")
+
+
+def spill_file(module: ModuleType, path: Path, ctx: SourceContext, spill: Path) -> pl.LazyFrame:
+    """`adapt_file`, as a scan of Parquet files written under the new directory `spill`, so
+    that a large file's canonical rows are never whole in memory: a Parquet file is mapped
+    streaming, a JSONL file one batch at a time. Same rows, columns and order as
+    `adapt_file`. Other inputs are small (or not splittable): adapted in memory."""
+    spill.mkdir(parents=True)
+    if _fast_path(module, path):
+        parts = []
+        for i, frame in enumerate(_canonical_batch_frames(module, path, ctx, BATCH_BYTES)):
+            part = spill / f"part-{i:06d}.parquet"
+            frame.write_parquet(part, **SPILL_OPTIONS)
+            parts.append(part)
+        if not parts:
+            return _empty_canonical(module, ctx).lazy()
+        return pl.scan_parquet(parts)
+    if not _lazy_parquet(module, path):
+        return adapt_file(module, path, ctx).lazy()
+    columns = _parquet_columns(path)
+    part = spill / "part-000000.parquet"
+    try:
+        _lazy_canonical_parquet(module, path, ctx, columns).sink_parquet(
+            part, maintain_order=True, **SPILL_OPTIONS
+        )
+    except (pl.exceptions.ComputeError, OSError) as exc:
+        raise InputError(f"{path}: cannot read file: {str(exc).splitlines()[0]}") from None
+    scan = pl.scan_parquet(part)
+    lines = scan.filter("_quarantine").select("source_line").collect().get_column("source_line")
+    if lines.len():
+        records = _parquet_records(path, columns, lines)
+        scan = scan.with_columns(
+            pl.when("_quarantine")
+            .then(pl.col("source_line").replace_strict(lines, records, default=None))
+            .otherwise(pl.col("_record"))
+            .alias("_record")
+        )
+    return scan.drop("_quarantine")
+
+
+# Scratch files, read back once: fast to write beats small.
+SPILL_OPTIONS: dict[str, Any] = {"compression": "lz4", "statistics": False}
 
 
 def write_outputs(result: IngestResult, out_dir: Path) -> dict[str, str]:

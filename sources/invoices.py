@@ -3,8 +3,11 @@ object with a `lines` list, or JSONL).
 
 Grain: one row per invoice line: usage per model/SKU, credits and discounts, tax, adjustments,
 purchases of prepaid credit. The lines of an invoice sum to its total due.
-Units: `amount_usd` and `unit_price_usd` in USD (other currencies are quarantined), exact;
-`quantity` in `unit` (tokens, 1M tokens, images, ...), as stated on the invoice.
+Units: `amount_usd` and `unit_price_usd` as billed, exact, in the line's `currency`: USD for
+nearly every line; a line in another ISO currency (EUR, GBP) is kept with its currency and
+amounts as printed, never converted here (no rate is known at ingest; reconciliation converts
+with the configured `fx_rates`, docs/reconciliation.md). `quantity` in `unit` (tokens, 1M
+tokens, images, seconds, ...), as stated on the invoice.
 Columns: exactly INVOICE_LINE_SCHEMA (docs/data-model.md, "Invoice lines"). The field names of
 the reference invoice record are accepted as aliases (issuer, period_start, period_end,
 line_no, unit_price, amount, line_type, restates_invoice_id).
@@ -129,6 +132,6 @@ def to_invoice_lines(raw: pl.LazyFrame, ctx: SourceContext) -> pl.LazyFrame:
         flag_if(c("is_correction") & corrects.is_null(), "missing_value:corrects_invoice_id"),
         flag_if(c("period_end") <= c("period_start"), "invalid_value:billing_period_end"),
         flag_if((category == "credit") & (c("amount") > 0), "invalid_sign:amount_usd"),
-        currency_issue(c("currency")),
+        currency_issue(c("currency"), other_currencies=True),
     ]
     return assemble_rows(frame, ctx, SCHEMA, values, REQUIRED, issues)

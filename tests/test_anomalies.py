@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from dataclasses import replace
 from decimal import Decimal
 
 import numpy as np
@@ -385,3 +386,53 @@ def test_null_feature_is_its_own_series_and_history_setting_matters() -> None:
     assert rows.filter(pl.col("day") < day(14))["status"].unique().to_list() == ["warmup"]
     with pytest.raises(ValueError, match="feedback kind"):
         an.feedback_frame([{"feature": "x", "day_from": day(1), "kind": "maybe"}])
+
+
+def test_late_day_in_flight_changes_no_other_days_score() -> None:
+    """While a late day's data is still arriving (up to `scale_skip_days`), it is read by no
+    other day's baseline, scale or history: every run scores the other days exactly as the
+    on-time data would, so late data can neither cause nor hide an alert; once it arrives,
+    the day is an ordinary baseline day again."""
+    late = 60
+    noisy = seasonal_costs(75, 80.0, seed=21, noise=0.25)
+    young = [None] * (late - 12) + seasonal_costs(75 - (late - 12), 40.0, seed=22)
+    on_time = {KEY: noisy, ("search", "web", "openai/gpt-4o-mini"): young}
+    delayed = {k: list(v) for k, v in on_time.items()}
+    for v in delayed.values():
+        v[late] = v[late] * Decimal("0.3")  # the gateway's tail has not arrived yet
+    sources = ["gw"] * 75
+    days = [day(i) for i in range(75)]
+    full_counts = [1000] * 75
+    partial_counts = [300 if i == late else 1000 for i in range(75)]
+
+    def completeness(rows_read: list[int]) -> pl.LazyFrame:
+        counts = pl.DataFrame({"source": sources, "day": days, "rows_read": rows_read})
+        return an.source_completeness(counts.lazy(), days[30:])
+
+    def run(series: dict, rows_read: list[int], last: int, s: an.DetectionSettings) -> pl.DataFrame:
+        return an.score_series(
+            usage(series), day(40), day(last), s, completeness=completeness(rows_read)
+        ).collect()
+
+    settings = an.DetectionSettings(direction="both")
+    for last in range(late + 1, late + settings.scale_skip_days):
+        clean = run(on_time, full_counts, last, settings)
+        in_flight = run(delayed, partial_counts, last, settings)
+        assert set(in_flight.filter(pl.col("day") == day(late))["status"]) == {"incomplete"}
+        others = pl.col("day") != day(late)
+        assert in_flight.filter(others).equals(clean.filter(others))
+        keys = [
+            an.alerts(frame.lazy(), day(late + 1), day(last), settings).collect()["alert_key"]
+            for frame in (clean, in_flight)
+        ]
+        assert keys[0].to_list() == keys[1].to_list()
+    # The young series crosses min_history_days during the window: a late day must not
+    # delay its first scored day.
+    young_rows = cost_rows(clean).filter(pl.col("series") == "search")
+    assert young_rows.filter(pl.col("day") == day(late + 2))["status"].item() != "warmup"
+    # Without the skipped residuals the scale reads the partial day and the scores move.
+    eager = replace(settings, scale_skip_days=0)
+    last = late + 3
+    moved = run(delayed, partial_counts, last, eager).filter(pl.col("day") > day(late))
+    kept = run(on_time, full_counts, last, eager).filter(pl.col("day") > day(late))
+    assert not moved.equals(kept)

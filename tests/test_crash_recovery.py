@@ -89,7 +89,8 @@ def test_killed_runs_are_repaired_by_running_again(tmp_path: Path) -> None:
     configure_environment(config, clean)
     os.environ["AISPEND_GX_MAX_ROWS"] = "0"
     try:
-        reference = run_pipeline(START, END, instance=dg.DagsterInstance.ephemeral())
+        with dg.DagsterInstance.ephemeral() as instance:
+            reference = run_pipeline(START, END, instance=instance)
     finally:
         for key, value in saved.items():
             if value is None:

@@ -56,11 +56,89 @@ def test_every_daily_asset_shares_the_one_partitions_object() -> None:
         "priced_requests",
         "request_rollups",
         "warehouse_daily",
+        "reconciliation_daily",
+        "anomalies",
         "daily_report",
     }
     checks = {str(k) for k in loaded.resolve_asset_graph().asset_check_keys}
-    for name in ("gx_requests", "accounting_identity", "gx_provider_usage", "loaded_yesterday"):
+    for name in (
+        "gx_requests",
+        "accounting_identity",
+        "gx_provider_usage",
+        "loaded_yesterday",
+        "outbox_delivery",
+        "within_tolerance",
+    ):
         assert any(name in c for c in checks), name
+    # the report is rendered after everything its sections read
+    graph = loaded.resolve_asset_graph()
+    report_parents = {
+        k.to_user_string() for k in graph.get(dg.AssetKey("daily_report")).parent_keys
+    }
+    assert {"warehouse_daily", "anomaly_scores", "reconciliation_daily"} <= report_parents
+    assert loaded.resolve_job_def("aispend_outbox") is not None
+    assert loaded.resolve_schedule_def("outbox_retry").cron_schedule == "*/15 * * * *"
+
+
+def test_alerts_count_today_by_the_wall_clock_unless_told(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pipelines.alerting import AlertsResource, alerts_from_env
+
+    monkeypatch.delenv("AISPEND_ALERTS_TODAY", raising=False)
+    # not the partition's date: a backfill of old days must not mail old alerts
+    assert alerts_from_env().today_date() == dt.datetime.now(dt.UTC).date()
+    monkeypatch.setenv("AISPEND_ALERTS_TODAY", "2025-10-09")
+    assert alerts_from_env().today_date() == dt.date(2025, 10, 9)
+    with pytest.raises(ValueError, match="AISPEND_ALERTS_TODAY='soon': expected a date"):
+        AlertsResource(today="soon").today_date()
+
+
+def test_rollups_read_priced_requests_without_row_issues() -> None:
+    from decimal import Decimal
+
+    from transforms.usage_rollups import peaks_by_model, usage_daily
+
+    start = dt.datetime(2025, 9, 5, 10, 0, tzinfo=dt.UTC)
+    priced = pl.DataFrame(
+        {
+            "started_at": [start, start + dt.timedelta(seconds=30)],
+            "ended_at": [start + dt.timedelta(seconds=1), start + dt.timedelta(seconds=31)],
+            "provider": ["openai", "openai"],
+            "model_key": ["openai/gpt-4o", "openai/gpt-4o"],
+            "model": ["gpt-4o", "gpt-4o"],
+            "feature": ["chat", "chat"],
+            "team": ["web", "web"],
+            "attempt": [1, 1],
+            "status": ["success", "success"],
+            "gateway_cache_hit": [True, None],
+            "batch": [False, False],
+            "modality": ["text", "text"],
+            "input_tokens": [10, None],
+            "output_tokens": [5, None],
+            "cost_usd": [Decimal("0.5"), None],
+        }
+    )
+    full = {
+        "cache_read_tokens": pl.Int64,
+        "cache_write_tokens": pl.Int64,
+        "reasoning_tokens": pl.Int64,
+        "image_count": pl.Int64,
+        "video_seconds": pl.Float64,
+        "audio_seconds": pl.Float64,
+        "list_cost_usd": pl.Decimal(38, 18),
+        "gateway_cost_usd": pl.Decimal(38, 18),
+    }
+    priced = priced.with_columns(
+        pl.col("cost_usd").cast(pl.Decimal(38, 18)),
+        *[pl.lit(None, dtype).alias(name) for name, dtype in full.items()],
+    )
+    with_null = priced.with_columns(pl.lit(None, pl.String).alias("row_issues"))
+    for rollup in (usage_daily, peaks_by_model):
+        without = rollup(priced.lazy()).collect()
+        assert without.equals(rollup(with_null.lazy()).collect()), rollup.__name__
+    usage = usage_daily(priced.lazy()).collect()
+    assert usage.select("requests", "gateway_cache_hits", "usage_missing").row(0) == (2, 1, 1)
 
 
 def test_definitions_validate_from_the_cli(tmp_path: Path) -> None:

@@ -209,6 +209,62 @@ def test_bad_config_names_the_key(tmp_path: Path) -> None:
     # A provider's tolerance starts from the default's values.
     assert cfg.tolerance("aws") == rc.Tolerance(abs_usd=Decimal("0.5"), rel=Decimal("0.01"))
     assert cfg.tolerance("openai") == rc.Tolerance(abs_usd=Decimal("0.5"))
+    path.write_text('fx_rates:\n  eur: {"2025-10": "1.0870"}\n')
+    assert load_config(path).fx_rates == {"EUR": {"2025-10": Decimal("1.0870")}}
+    for bad, message in (
+        ('fx_rates:\n  EUR: {"2025-10": "0"}\n', r"fx_rates.EUR.2025-10: a rate must be > 0"),
+        ("fx_rates:\n  EUR: {2025-10-01: 1.1}\n", r"fx_rates.EUR.2025-10-01: expected a month"),
+        ('fx_rates:\n  euro: {"2025-10": "1.1"}\n', r"fx_rates.euro: expected a 3-letter"),
+        ('fx_rates:\n  EUR: {"2025-10": "abc"}\n', r"fx_rates.EUR.2025-10: expected a number"),
+    ):
+        path.write_text(bad)
+        with pytest.raises(InputError, match=message):
+            load_config(path)
+
+
+def test_invoice_in_another_currency_outputs(month: dict[str, object], tmp_path: Path) -> None:
+    """An invoice in GBP: without a rate, a `currency` variance in its own currency in every
+    output; with the rate from the settings file, converted and within tolerance."""
+    from transforms.reconcile_config import load_config
+
+    priced, usage, invoices = month["priced"], month["usage"], month["invoices"]
+    assert isinstance(priced, pl.DataFrame) and isinstance(usage, pl.DataFrame)
+    assert isinstance(invoices, pl.DataFrame)
+    gbp = pl.col("provider") == "deepseek"
+    # The provider bills in pounds at 1.25 USD per GBP: 0.8 GBP per dollar, to the penny.
+    per_usd = pl.lit(Decimal("0.8"), pl.Decimal(38, 1))
+    billed = invoices.with_columns(
+        pl.when(gbp).then(pl.lit("GBP")).otherwise(pl.col("currency")).alias("currency"),
+        *[
+            pl.when(gbp)
+            .then((pl.col(c) * per_usd).round(2 if c == "amount_usd" else 18))
+            .otherwise(pl.col(c))
+            .alias(c)
+            for c in ("amount_usd", "unit_price_usd")
+        ],
+    )
+    pounds = sum(billed.filter(gbp)["amount_usd"].to_list(), Decimal(0))
+    run = recon.run_month(MONTH, priced.lazy(), usage.lazy(), billed.lazy(), provider="deepseek")
+    assert run.has_variances
+    (line,) = run.lines.filter(pl.col("status") == "variance").iter_rows(named=True)
+    assert line["category"] == "currency" and line["invoiced_usd"] is None
+    reason = f"no rate for GBP {MONTH}"
+    assert any(reason in t and f"GBP {pounds.normalize():f}" in t for t in recon.summary_text(run))
+    paths = recon.write_outputs(run, tmp_path)
+    assert reason in paths["html"].read_text()
+    rows = list(csv.DictReader(io.StringIO(paths["csv"].read_text())))
+    assert [r["category"] for r in rows if r["status"] == "variance"] == ["currency"]
+    (item,) = [i for i in recon.to_json(run)["lines"] if i["category"] == "currency"]
+    assert item["evidence"]["amount_in_currency"] == str(pounds)
+    path = tmp_path / "r.yaml"
+    path.write_text(CONFIG_YAML + f'fx_rates:\n  GBP: {{"{MONTH}": "1.25"}}\n')
+    converted = recon.run_month(
+        MONTH, priced.lazy(), usage.lazy(), billed.lazy(), load_config(path), "deepseek"
+    )
+    assert not converted.has_variances
+    assert converted.total("invoiced_total_usd") == pounds * Decimal("1.25")
+    assert converted.total("currency_usd") != 0
+    assert converted.inputs_hash != run.inputs_hash  # the rate is part of what was signed
 
 
 def test_html_escapes_strings_from_logs(month: dict[str, object], tmp_path: Path) -> None:

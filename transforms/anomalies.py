@@ -23,7 +23,9 @@ Method, for series value x and scored day d:
      `min_seasonal_points`), else the median of the last `fallback_days` usable days. A
      day is usable when its data was complete and no feedback ("expected", "planned")
      excludes it.
-  2. residuals r(t) = x(t) - b(t) over the `lookback_days` before d;
+  2. residuals r(t) = x(t) - b(t) over the `lookback_days` before d, leaving out the newest
+     `scale_skip_days` (with the seasonal lags >= 7, a day whose data is still arriving
+     then changes no other day's score; history for warm-up counts it anyway);
      scale = max(1.4826 * MAD(r), q(|r|, tail_quantile) / its normal quantile,
      rel_floor * |b(d)|, the metric's abs_floor); a rate's scale is at least its binomial
      standard error sqrt(p (1 - p) / n).
@@ -253,6 +255,7 @@ class DetectionSettings:
     """Detection knobs; docs/alerts.md documents each one and its default."""
 
     lookback_days: int = 56
+    scale_skip_days: int = 7  # newest residuals left out of the scale (late data in flight)
     seasonal_weeks: int = 4
     seasonal_extra_weeks: int = 2
     min_seasonal_points: int = 2
@@ -615,6 +618,7 @@ def _statistics(
     s: DetectionSettings,
     floor: float,
     denominator: FloatArray | None = None,
+    present: BoolArray | None = None,
 ) -> _Stats:
     xb = np.where(usable, x, np.nan)
     n = len(x)
@@ -636,7 +640,12 @@ def _statistics(
         np.where(n_recent >= 1, _nanmedian_rows(recent), np.nan),
     )
     resid = np.where(usable, x - baseline, np.nan)
-    window = _lagged(resid, list(range(1, s.lookback_days + 1)))
+    # The newest `scale_skip_days` residuals are left out of the scale: a day whose data is
+    # still arriving (late or partial) is then read by no other day's statistics until it
+    # is a week old (the seasonal baseline's lags are >= 7 too), so the day it arrives and
+    # is re-run, every score equals the one on-time data would have given.
+    skip = min(max(s.scale_skip_days, 0), s.lookback_days - 1)
+    window = _lagged(resid, list(range(skip + 1, s.lookback_days + 1)))
     center = _nanmedian_rows(window)
     mad = _nanmedian_rows(np.abs(window - center[:, None]))
     n_resid = np.sum(~np.isnan(window), axis=1)
@@ -657,7 +666,10 @@ def _statistics(
         with np.errstate(divide="ignore", invalid="ignore"):
             stderr = np.sqrt(p * (1 - p) / denominator)
         scale = np.fmax(scale, np.where(denominator > 0, stderr, np.nan))
-    cum = np.concatenate([[0], np.cumsum(usable.astype(np.int64))])
+    # History counts the days the series had data, whether or not a source was late that
+    # day: a late day must not push a young series back into warm-up (or out of it later).
+    counted = usable if present is None else present
+    cum = np.concatenate([[0], np.cumsum(counted.astype(np.int64))])
     idx = np.arange(n)
     history = cum[idx] - cum[np.maximum(idx - s.lookback_days, 0)]
     methods, sources = [], []
@@ -774,8 +786,9 @@ def _score_one(
                     fb_kind[i] = f.kind
                     excluded[i] |= f.kind in EXCLUDING_FEEDBACK
         enough = series.requests >= rule.min_requests
-        usable = complete & ~excluded & ~np.isnan(x) & enough
-        stats = _statistics(x, usable, s, rule.abs_floor, series.denominators.get(metric))
+        present = ~excluded & ~np.isnan(x) & enough
+        usable = complete & present
+        stats = _statistics(x, usable, s, rule.abs_floor, series.denominators.get(metric), present)
         is_cost = metric == "cost_usd"
         cumulative = Decimal(0)
         new_spend_fired = False

@@ -28,6 +28,12 @@ absorbs the expected models of that provider and day the report has no line for.
 Tolerance per provider: a line matches when |difference| <= max(abs_usd, rel x |expected|);
 tokens when |gap| <= max(tokens_abs, tokens_rel x expected tokens). Invoice usage lines are
 rounded to the cent, so up to one cent per invoice line is `rounding`.
+
+Currencies: an invoice line's amounts are as billed, in its `currency`; `invoice_view`
+converts non-USD lines with `fx_rates[currency][billing month]` (exact) before summing, and
+what a minor unit of that currency per line explains is `currency`. Lines without a rate stay
+out of every dollar sum and become their own `currency` variance line. Media: invoice lines in
+images or seconds are counted against our `image_count` / `video_seconds` like tokens.
 """
 
 from __future__ import annotations
@@ -46,6 +52,12 @@ UNATTRIBUTED = "(unattributed)"
 CENT = Decimal("0.01")
 # A rate needs no more than 6 decimals; keeps Decimal products inside 38 digits.
 RATE = pl.Decimal(38, 6)
+# Exchange rates: up to 10 decimals, so that amount x rate stays exact within 38 digits.
+FX_RATE = pl.Decimal(38, 10)
+# Invoice units that count media instead of tokens (reconciled against image_count and
+# video_seconds of our requests, like tokens).
+IMAGE_UNITS = ("image", "images")
+SECOND_UNITS = ("second", "seconds", "video seconds", "video second", "sec", "s")
 
 # Variance categories, in the order the report lists them.
 PROBLEM_CATEGORIES = (
@@ -95,6 +107,10 @@ class ReconcileConfig:
     # usage on any other account of that provider bypasses the gateway.
     known_accounts: Mapping[str, frozenset[str]] = field(default_factory=dict)
     model_aliases: Mapping[str, str] = field(default_factory=dict)
+    # currency -> billing month (YYYY-MM) -> USD per one unit of that currency. Invoice lines
+    # in another currency are converted with the rate of their billing month; without one
+    # they are a `currency` variance, never read as dollars.
+    fx_rates: Mapping[str, Mapping[str, Decimal]] = field(default_factory=dict)
 
     def tolerance(self, provider: str) -> Tolerance:
         return self.tolerances.get(provider, self.default)
@@ -105,6 +121,10 @@ class ReconcileConfig:
             "tolerances": {p: t.as_dict() for p, t in sorted(self.tolerances.items())},
             "known_accounts": {p: sorted(a) for p, a in sorted(self.known_accounts.items())},
             "model_aliases": dict(sorted(self.model_aliases.items())),
+            "fx_rates": {
+                cur: {m: str(r) for m, r in sorted(months.items())}
+                for cur, months in sorted(self.fx_rates.items())
+            },
         }
 
 
@@ -156,6 +176,18 @@ def _accounts_frame(config: ReconcileConfig) -> pl.LazyFrame:
     return pl.LazyFrame(
         {"provider": [p for p, _ in rows], "account_id": [a for _, a in rows]},
         schema={"provider": pl.String, "account_id": pl.String},
+    )
+
+
+def _fx_frame(config: ReconcileConfig) -> pl.LazyFrame:
+    rows = [(cur, m, r) for cur, months in config.fx_rates.items() for m, r in months.items()]
+    return pl.LazyFrame(
+        {
+            "currency": [cur.upper() for cur, _, _ in rows],
+            "month": [m for _, m, _ in rows],
+            "_rate": [r for _, _, r in rows],
+        },
+        schema={"currency": pl.String, "month": pl.String, "_rate": FX_RATE},
     )
 
 
@@ -220,6 +252,8 @@ def expected_view(priced: pl.LazyFrame, config: ReconcileConfig | None = None) -
             .sum()
             .alias("e_flex_tokens"),
             pl.col("cost_usd").cast(MONEY).sum().alias("e_cost"),
+            col("image_count", pl.Int64()).cast(pl.Float64).sum().alias("e_images"),
+            col("video_seconds", pl.Float64()).cast(pl.Float64).sum().alias("e_seconds"),
             pl.col("_unpriced").sum().cast(pl.Int64).alias("e_unpriced"),
             pl.col("_missing").sum().cast(pl.Int64).alias("e_usage_missing"),
             reason.filter(pl.col("_unpriced")).unique().sort().str.join(",").alias("e_reasons"),
@@ -412,10 +446,58 @@ class InvoiceViews:
     usage: pl.LazyFrame  # provider, month, model_group
     bill: pl.LazyFrame  # provider, month, kind
     lines: pl.LazyFrame  # every line with month, model_group, kind, duplicate flag
+    # Lines in a currency without a configured rate for their month: kept out of the dollar
+    # sums (never read as dollars), reported as `currency` lines in their own currency.
+    unconverted: pl.LazyFrame | None = None
+
+
+def _convert(lines: pl.LazyFrame, config: ReconcileConfig) -> pl.LazyFrame:
+    """Invoice amounts in USD. `amount_usd` / `unit_price_usd` of a non-USD line are in its
+    `currency` (as billed, see docs/data-model.md); they move to `amount_billed` /
+    `unit_price_billed` and the USD columns become billed x `_rate` (the configured rate of
+    the line's billing month, exact), null when no rate is configured."""
+    currency = pl.col("currency").fill_null("USD").str.to_uppercase()
+    return (
+        lines.with_columns(
+            currency.alias("currency"),
+            _month_of(pl.col("billing_period_start")).alias("_fx_month"),
+        )
+        .join(
+            _fx_frame(config).rename({"month": "_fx_month"}),
+            on=["currency", "_fx_month"],
+            how="left",
+        )
+        .with_columns(
+            pl.when(pl.col("currency") == "USD")
+            .then(pl.lit(Decimal(1), FX_RATE))
+            .otherwise(pl.col("_rate"))
+            .alias("_rate"),
+            pl.col("amount_usd").alias("amount_billed"),
+            pl.col("unit_price_usd").alias("unit_price_billed"),
+        )
+        .with_columns(
+            (pl.col("amount_billed") * pl.col("_rate")).cast(MONEY).alias("amount_usd"),
+            (pl.col("unit_price_billed") * pl.col("_rate")).cast(MONEY).alias("unit_price_usd"),
+            (pl.col("currency") != "USD").alias("_fx"),
+        )
+    )
 
 
 def invoice_view(lines: pl.LazyFrame, config: ReconcileConfig | None = None) -> InvoiceViews:
     cfg = config or ReconcileConfig()
+    converted = _convert(lines, cfg)
+    unconverted = (
+        converted.filter(pl.col("_rate").is_null())
+        .with_columns(_month_of(pl.col("billing_period_start")).alias("month"))
+        .group_by("provider", "month", "currency")
+        .agg(
+            pl.col("amount_billed").sum(),
+            pl.len().cast(pl.Int64).alias("lines"),
+            pl.col("invoice_id").unique().sort().str.join(",").alias("invoices"),
+            pl.col("line_id").sort().str.join(",").alias("line_ids"),
+        )
+    )
+    lines = converted.filter(pl.col("_rate").is_not_null())
     originals = (
         lines.filter(~pl.col("is_correction").fill_null(False))
         .group_by("invoice_id")
@@ -455,6 +537,12 @@ def invoice_view(lines: pl.LazyFrame, config: ReconcileConfig | None = None) -> 
             .otherwise(model_group(pl.col("model"), cfg.model_aliases))
             .alias("model_group"),
             (pl.col("quantity") * scale).round(0).cast(pl.Int64).alias("_tokens"),
+            pl.when(unit.is_in(IMAGE_UNITS))
+            .then(pl.col("quantity").cast(pl.Float64))
+            .alias("_images"),
+            pl.when(unit.is_in(SECOND_UNITS))
+            .then(pl.col("quantity").cast(pl.Float64))
+            .alias("_seconds"),
         )
     )
     # The same line (description, model, quantity, price, amount) billed twice for a period.
@@ -475,9 +563,20 @@ def invoice_view(lines: pl.LazyFrame, config: ReconcileConfig | None = None) -> 
     )
     # A line whose amount is not its quantity x unit price (beyond a cent of rounding) was
     # misbilled: no price change or usage gap explains that.
-    billed = (pl.col("quantity").cast(MONEY) * pl.col("unit_price_usd")).round(2)
-    off = pl.col("amount_usd") - billed
-    misbilled = pl.when(~pl.col("is_correction") & (off.abs() > _money(CENT))).then(off)
+    # Checked in the billed currency (its cents), converted after.
+    billed = (pl.col("quantity").cast(MONEY) * pl.col("unit_price_billed")).round(2)
+    off = pl.col("amount_billed") - billed
+    misbilled = pl.when(~pl.col("is_correction") & (off.abs() > _money(CENT))).then(
+        (off * pl.col("_rate")).cast(MONEY)
+    )
+    fx = pl.col("_fx")
+    fx_text = pl.format(
+        "{} {} x {} = USD {}",
+        pl.col("currency"),
+        pl.col("amount_billed").round(2),
+        pl.col("_rate").cast(pl.String).str.strip_chars_end("0").str.strip_chars_end("."),
+        pl.col("amount_usd").round(6),
+    )
     usage = (
         marked.filter(pl.col("kind") == "usage")
         .group_by("provider", "month", "model_group")
@@ -491,7 +590,20 @@ def invoice_view(lines: pl.LazyFrame, config: ReconcileConfig | None = None) -> 
             .alias("i_misbilled_lines"),
             pl.col("_tokens").sum().alias("i_tokens"),
             pl.col("_tokens").is_not_null().any().alias("i_has_tokens"),
+            pl.col("_images").sum().alias("i_images"),
+            pl.col("_images").is_not_null().any().alias("i_has_images"),
+            pl.col("_seconds").sum().alias("i_seconds"),
+            pl.col("_seconds").is_not_null().any().alias("i_has_seconds"),
             pl.len().cast(pl.Int64).alias("i_lines"),
+            fx.sum().cast(pl.Int64).alias("i_fx_lines"),
+            # One minor unit of the billed currency per converted line, in dollars.
+            (_money(CENT) * pl.col("_rate").filter(fx).cast(MONEY))
+            .sum()
+            .cast(MONEY)
+            .alias("i_fx_allowance"),
+            pl.col("amount_usd").filter(fx).sum().alias("i_fx_usd"),
+            pl.col("currency").filter(fx).unique().sort().str.join(",").alias("i_fx_currencies"),
+            fx_text.filter(fx).str.join("; ").alias("i_fx_conversions"),
             pl.col("amount_usd").filter(pl.col("is_duplicate")).sum().alias("i_duplicate"),
             pl.col("line_id")
             .filter(pl.col("is_duplicate"))
@@ -517,9 +629,16 @@ def invoice_view(lines: pl.LazyFrame, config: ReconcileConfig | None = None) -> 
             pl.len().cast(pl.Int64).alias("i_lines"),
             pl.col("amount_usd").filter(pl.col("is_correction")).sum().alias("i_corrections"),
             pl.col("description").unique().sort().str.join("; ").alias("i_descriptions"),
+            pl.col("currency").filter(fx).unique().sort().str.join(",").alias("i_fx_currencies"),
+            fx_text.filter(fx).str.join("; ").alias("i_fx_conversions"),
         )
     )
-    return InvoiceViews(usage=usage, bill=bill, lines=marked.drop("_corrected_start", "_start"))
+    return InvoiceViews(
+        usage=usage,
+        bill=bill,
+        lines=marked.drop("_corrected_start", "_start", "_fx_month"),
+        unconverted=unconverted,
+    )
 
 
 # --------------------------------------------------------------------------- categorize
@@ -529,7 +648,7 @@ LINE_SCHEMA = schema_of(
         "grain": pl.String,  # day | month
         "period_start": pl.Date,
         "period_end": pl.Date,  # exclusive
-        "line_kind": pl.String,  # usage | credit | tax | rounding | adjustment
+        "line_kind": pl.String,  # usage | credit | tax | rounding | adjustment | currency
         "model_group": pl.String,
         "models": pl.String,
         "expected_tokens": pl.Int64,
@@ -558,7 +677,16 @@ def _categorize_cells(cells: pl.LazyFrame, allowance: pl.Expr) -> pl.LazyFrame:
     Order: traffic on accounts the gateway never uses (bypass); then a token gap (they saw
     more tokens: missing gateway logs; fewer: unexplained); equal tokens with a money gap:
     unpriced requests, a different batch/tier split, else a price the catalog lacks. Gaps
-    within tolerance are rounding (within `allowance`) or a minor difference."""
+    within tolerance are rounding (within `allowance`) or a minor difference. Media (images,
+    video seconds) count like tokens where the other side states a quantity (`_media_gap`,
+    theirs - ours, beyond `_media_tol`)."""
+    s = cells.collect_schema()
+    if "_media_gap" not in s:
+        cells = cells.with_columns(
+            pl.lit(None, pl.Float64).alias("_media_gap"), pl.lit(0.0).alias("_media_tol")
+        )
+    media_gap = pl.col("_media_gap")
+    media_tol = pl.col("_media_tol")
     bypass = pl.col("r_bypass_cost").fill_null(_zero())
     rest = pl.col("_gap") - bypass
     tok_gap = pl.col("_r_tok") - pl.col("r_bypass_tokens").fill_null(0) - pl.col("_e_tok")
@@ -580,6 +708,10 @@ def _categorize_cells(cells: pl.LazyFrame, allowance: pl.Expr) -> pl.LazyFrame:
         .when(has_tok & (tok_gap.cast(pl.Float64) > tok_tol))
         .then(pl.lit("missing_gateway_logs"))
         .when(has_tok & (tok_gap.cast(pl.Float64) < -tok_tol))
+        .then(pl.lit("unexplained"))
+        .when(media_gap > media_tol)
+        .then(pl.lit("missing_gateway_logs"))
+        .when(media_gap < -media_tol)
         .then(pl.lit("unexplained"))
         .when(rest.abs() <= allowance)
         .then(pl.lit("rounding"))
@@ -609,8 +741,14 @@ def _tolerance_expr(amount: pl.Expr) -> pl.Expr:
 
 
 def _status(line_kind_bill: pl.Expr, bill_variance: pl.Expr) -> pl.Expr:
+    # A currency amount on a line is what the configured rate explains (a minor unit of the
+    # billed currency per converted line), not a finding; a missing rate is its own line.
     problems = pl.any_horizontal(
-        [pl.col(_cat(c)).abs() > pl.col("tolerance_usd") for c in PROBLEM_CATEGORIES]
+        [
+            pl.col(_cat(c)).abs() > pl.col("tolerance_usd")
+            for c in PROBLEM_CATEGORIES
+            if c != "currency"
+        ]
     )
     return (
         pl.when(pl.col(_cat("unexplained")).abs() > pl.col("tolerance_usd"))
@@ -693,6 +831,8 @@ def _daily_cells(
                     "e_cost",
                     "e_unpriced",
                     "e_usage_missing",
+                    "e_images",
+                    "e_seconds",
                 )
             ],
             _join_unique("e_reasons"),
@@ -763,11 +903,41 @@ def _usage_evidence() -> pl.Expr:
         pl.col("_days").alias("days"),
         pl.col("token_source"),
         pl.col("money_source"),
+        pl.col("e_images").alias("expected_images"),
+        pl.col("i_images").alias("invoiced_images"),
+        pl.col("e_seconds").round(3).alias("expected_video_seconds"),
+        pl.col("i_seconds").alias("invoiced_video_seconds"),
+        pl.when(
+            # Media logged, or money with no token on either side (what a missing image or
+            # video request leaves), and no count to compare it with.
+            (
+                (pl.col("e_images").fill_null(0) > 0)
+                | (pl.col("e_seconds").fill_null(0) > 0)
+                | ((e_tok == 0) & (r_tok == 0))
+            )
+            & pl.col("_media_gap").is_null()
+        )
+        .then(
+            pl.lit(
+                "images / video: the usage report states money but no image or second count,"
+                " so a gap here cannot be split into missing traffic and price"
+            )
+        )
+        .alias("media_note"),
         pl.col("_invoice").alias("invoice"),
     ).struct.json_encode()
 
 
 def _finish_usage(cells: pl.LazyFrame, grain: str) -> pl.LazyFrame:
+    s = cells.collect_schema()
+    absent = {
+        "e_images": pl.Float64(),
+        "e_seconds": pl.Float64(),
+        "i_images": pl.Float64(),
+        "i_seconds": pl.Float64(),
+        "_media_gap": pl.Float64(),
+    }
+    cells = cells.with_columns([pl.lit(None, t).alias(c) for c, t in absent.items() if c not in s])
     with_cats = cells.with_columns(
         pl.lit(False).alias("_bill_agrees"),
     )
@@ -851,6 +1021,8 @@ SUMMED = (
     "e_cost",
     "e_unpriced",
     "e_usage_missing",
+    "e_images",
+    "e_seconds",
     "r_tokens",
     "r_input_tokens",
     "r_output_tokens",
@@ -973,29 +1145,46 @@ def reconcile_month(
             _tolerance_expr(pl.col("e_cost")).alias("tolerance_usd"),
         )
     )
-    invoice_only = _categorize_cells(
-        invoice_only.with_columns(
-            pl.lit(None, MONEY).alias("r_bypass_cost"),
-            *[
-                pl.lit(None, pl.Int64).alias(c)
-                for c in (
-                    "r_bypass_tokens",
-                    "r_batch_tokens",
-                    "r_priority_tokens",
-                    "r_flex_tokens",
-                )
-            ],
-        ),
-        _money(CENT) * pl.col("i_lines").fill_null(1).cast(MONEY),
-    ).with_columns(
-        (pl.col(_cat("duplicate_billing")) + pl.col("i_duplicate").fill_null(_zero())).alias(
-            _cat("duplicate_billing")
-        ),
-        (pl.col(_cat("unexplained")) + pl.col("i_misbilled").fill_null(_zero())).alias(
-            _cat("unexplained")
-        ),
-        (pl.col("i_cost").fill_null(_zero()) - pl.col("e_cost")).alias("difference_usd"),
-        pl.lit(None, MONEY).alias("r_cost"),
+    invoice_only = (
+        _categorize_cells(
+            invoice_only.with_columns(
+                *_media_gap(),
+                pl.lit(None, MONEY).alias("r_bypass_cost"),
+                *[
+                    pl.lit(None, pl.Int64).alias(c)
+                    for c in (
+                        "r_bypass_tokens",
+                        "r_batch_tokens",
+                        "r_priority_tokens",
+                        "r_flex_tokens",
+                    )
+                ],
+            ),
+            _money(CENT) * pl.col("i_lines").fill_null(1).cast(MONEY)
+            + pl.col("i_fx_allowance").fill_null(_zero()),
+        )
+        .with_columns(
+            # Converted lines: the cents left are the conversion's (a minor unit of the billed
+            # currency per line), not the invoice's rounding.
+            pl.when(pl.col("i_fx_lines").fill_null(0) > 0)
+            .then(pl.col(_cat("currency")) + pl.col(_cat("rounding")))
+            .otherwise(pl.col(_cat("currency")))
+            .alias(_cat("currency")),
+            pl.when(pl.col("i_fx_lines").fill_null(0) > 0)
+            .then(_zero())
+            .otherwise(pl.col(_cat("rounding")))
+            .alias(_cat("rounding")),
+        )
+        .with_columns(
+            (pl.col(_cat("duplicate_billing")) + pl.col("i_duplicate").fill_null(_zero())).alias(
+                _cat("duplicate_billing")
+            ),
+            (pl.col(_cat("unexplained")) + pl.col("i_misbilled").fill_null(_zero())).alias(
+                _cat("unexplained")
+            ),
+            (pl.col("i_cost").fill_null(_zero()) - pl.col("e_cost")).alias("difference_usd"),
+            pl.lit(None, MONEY).alias("r_cost"),
+        )
     )
     # Providers with reports: add the invoice layer on top of the reported categories.
     # Invoice models the report has no line for go where the report's unattributed money is.
@@ -1014,9 +1203,16 @@ def reconcile_month(
                     "i_duplicate",
                     "i_corrections",
                     "i_misbilled",
+                    "i_images",
+                    "i_seconds",
+                    "i_fx_lines",
+                    "i_fx_allowance",
+                    "i_fx_usd",
                 )
             ],
             pl.col("i_has_tokens").any(),
+            pl.col("i_has_images").any(),
+            pl.col("i_has_seconds").any(),
             *[
                 _join_unique(c)
                 for c in (
@@ -1025,8 +1221,10 @@ def reconcile_month(
                     "i_correction_invoices",
                     "i_invoices",
                     "i_models",
+                    "i_fx_currencies",
                 )
             ],
+            pl.col("i_fx_conversions").drop_nulls().str.join("; "),
         )
     )
     with_rep = (
@@ -1038,19 +1236,45 @@ def reconcile_month(
             pl.col("r_tokens").fill_null(0).alias("_r_tok"),
             pl.col("r_cost").fill_null(_zero()).alias("_their_cost"),
         )
-        .with_columns(_tolerance_expr(pl.col("e_cost")).alias("tolerance_usd"))
+        .with_columns(_tolerance_expr(pl.col("e_cost")).alias("tolerance_usd"), *_media_gap())
     )
     inv_gap = pl.col("i_cost").fill_null(_zero()) - pl.col("_their_cost")
     dup = pl.col("i_duplicate").fill_null(_zero())
     after_dup = inv_gap - dup
-    allowance = _money(CENT) * pl.col("i_lines").fill_null(0).cast(MONEY)
+    fx_lines = pl.col("i_fx_lines").fill_null(0) > 0
+    allowance = _money(CENT) * pl.col("i_lines").fill_null(0).cast(MONEY) + pl.col(
+        "i_fx_allowance"
+    ).fill_null(_zero())
     invoiced = pl.col("_invoiced").fill_null(False)
+    # The report had money but no media count: what it billed beyond our logs was unexplained
+    # per day; the invoice counts the images / seconds, and counted more than we logged.
+    media_logs = (
+        invoiced
+        & (pl.col("_media_gap") > pl.col("_media_tol"))
+        & (pl.col(_cat("unexplained")) > _zero())
+    )
     with_rep = with_rep.with_columns(
+        pl.when(media_logs)
+        .then(pl.col(_cat("missing_gateway_logs")) + pl.col(_cat("unexplained")))
+        .otherwise(pl.col(_cat("missing_gateway_logs")))
+        .alias(_cat("missing_gateway_logs")),
+        pl.when(media_logs)
+        .then(_zero())
+        .otherwise(pl.col(_cat("unexplained")))
+        .alias(_cat("unexplained")),
+    )
+    with_rep = with_rep.with_columns(
+        pl.when(invoiced & fx_lines & (after_dup.abs() <= allowance))
+        .then(pl.col(_cat("currency")) + after_dup)
+        .otherwise(pl.col(_cat("currency")))
+        .alias(_cat("currency")),
         pl.when(invoiced)
         .then(pl.col(_cat("duplicate_billing")) + dup)
         .otherwise(pl.col(_cat("duplicate_billing")))
         .alias(_cat("duplicate_billing")),
-        pl.when(invoiced & (after_dup.abs() <= allowance))
+        pl.when(invoiced & fx_lines & (after_dup.abs() <= allowance))
+        .then(pl.col(_cat("rounding")))
+        .when(invoiced & (after_dup.abs() <= allowance))
         .then(pl.col(_cat("rounding")) + after_dup)
         .when(invoiced)
         .then(pl.col(_cat("rounding")) + after_dup - after_dup.round(2))
@@ -1097,6 +1321,15 @@ def reconcile_month(
         "i_misbilled_lines",
         "i_corrections",
         "i_correction_invoices",
+        "i_images",
+        "i_seconds",
+        "i_has_images",
+        "i_has_seconds",
+        "i_fx_lines",
+        "i_fx_usd",
+        "i_fx_currencies",
+        "i_fx_conversions",
+        "_media_gap",
         *[c for c in SUMMED if c not in ("e_cost", "r_cost", "r_tokens")],
         "e_reasons",
         "r_bypass_accounts",
@@ -1106,7 +1339,20 @@ def reconcile_month(
     def pick(frame: pl.LazyFrame) -> pl.LazyFrame:
         s = frame.collect_schema()
         dtypes: dict[str, pl.DataType] = {
-            **{c: pl.Int64() for c in SUMMED if c not in ("e_cost", "r_cost", "r_bypass_cost")},
+            **{
+                c: pl.Int64()
+                for c in SUMMED
+                if c not in ("e_cost", "r_cost", "r_bypass_cost", "e_images", "e_seconds")
+            },
+            "e_images": pl.Float64(),
+            "e_seconds": pl.Float64(),
+            "i_images": pl.Float64(),
+            "i_seconds": pl.Float64(),
+            "i_fx_usd": MONEY,
+            "i_fx_lines": pl.Int64(),
+            "i_has_images": pl.Boolean(),
+            "i_has_seconds": pl.Boolean(),
+            "_media_gap": pl.Float64(),
             "r_bypass_cost": MONEY,
             "i_cost": MONEY,
             "i_corrections": MONEY,
@@ -1133,8 +1379,16 @@ def reconcile_month(
         pl.col("i_misbilled_lines").alias("lines_not_quantity_times_price"),
         pl.col("i_corrections").cast(pl.String).alias("corrections_usd"),
         pl.col("i_correction_invoices").alias("correction_invoices"),
+        pl.col("i_fx_currencies").alias("currencies"),
+        pl.col("i_fx_conversions").alias("conversions"),
+        pl.col("i_fx_usd").cast(pl.String).alias("converted_usd"),
+        pl.col("_currency_usd_text").alias("conversion_difference_usd"),
     )
     cells = cells.with_columns(
+        pl.when(pl.col(_cat("currency")) != _zero())
+        .then(pl.col(_cat("currency")).cast(pl.String))
+        .alias("_currency_usd_text")
+    ).with_columns(
         pl.when(pl.col("i_invoices").is_not_null()).then(invoice_struct).alias("_invoice"),
         pl.lit(start).alias("period_start"),
         pl.lit(end).alias("period_end"),
@@ -1144,9 +1398,29 @@ def reconcile_month(
     )
     usage_lines = _finish_usage(cells, "month").select(LINE_SCHEMA.names())
     bill_lines = _bill_lines(month, rep, invoices, cfg)
-    return pl.concat([usage_lines, bill_lines]).sort(
+    currency_lines = _currency_lines(month, invoices)
+    return pl.concat([usage_lines, bill_lines, currency_lines]).sort(
         "provider", "line_kind", "model_group", nulls_last=True
     )
+
+
+def _media_gap() -> list[pl.Expr]:
+    """`_media_gap`: images (or video seconds) the invoice counts minus those we logged, null
+    when the invoice states no media quantity; `_media_tol`: whole seconds are billed per
+    line, so up to one second per invoice line is rounding."""
+    images = pl.col("i_has_images").fill_null(False)
+    seconds = pl.col("i_has_seconds").fill_null(False)
+    return [
+        pl.when(images)
+        .then(pl.col("i_images").fill_null(0.0) - pl.col("e_images").fill_null(0.0))
+        .when(seconds)
+        .then(pl.col("i_seconds").fill_null(0.0) - pl.col("e_seconds").fill_null(0.0))
+        .alias("_media_gap"),
+        pl.when(seconds & ~images)
+        .then(pl.col("i_lines").fill_null(0).cast(pl.Float64))
+        .otherwise(0.0)
+        .alias("_media_tol"),
+    ]
 
 
 def _recheck_month(cells: pl.LazyFrame) -> pl.LazyFrame:
@@ -1210,6 +1484,8 @@ def _bill_lines(
                 "i_lines": pl.Int64,
                 "i_corrections": MONEY,
                 "i_descriptions": pl.String,
+                "i_fx_currencies": pl.String,
+                "i_fx_conversions": pl.String,
             }
         )
     )
@@ -1261,6 +1537,8 @@ def _bill_lines(
         .then(pl.lit("invoice vs usage report"))
         .otherwise(pl.lit("invoice only: not in the usage reports"))
         .alias("basis"),
+        pl.col("i_fx_currencies").alias("currencies"),
+        pl.col("i_fx_conversions").alias("conversions"),
     ).struct.json_encode()
     return lines.with_columns(
         pl.lit("month").alias("grain"),
@@ -1277,6 +1555,48 @@ def _bill_lines(
         pl.col("i_amount").alias("invoiced_usd"),
         kind.alias("category"),
         _status(pl.lit(True), pl.col("_bill_variance")).alias("status"),
+        evidence.alias("evidence"),
+    ).select(LINE_SCHEMA.names())
+
+
+def _currency_lines(month: str, invoices: InvoiceViews) -> pl.LazyFrame:
+    """One `currency` variance per provider and currency whose invoice lines have no rate
+    for the month: their amount in that currency, never read as dollars (USD columns null)."""
+    start, end = month_bounds(month)
+    if invoices.unconverted is None:
+        return pl.LazyFrame(schema=LINE_SCHEMA)
+    rows = invoices.unconverted.filter(pl.col("month") == month)
+    evidence = pl.struct(
+        pl.format("no rate for {} {}", pl.col("currency"), pl.col("month")).alias("reason"),
+        pl.col("currency"),
+        pl.col("amount_billed").cast(pl.String).alias("amount_in_currency"),
+        pl.col("lines"),
+        pl.col("invoices"),
+        pl.col("line_ids"),
+        pl.format(
+            "set fx_rates.{}.{} (USD per one {}) in the reconciliation settings",
+            pl.col("currency"),
+            pl.col("month"),
+            pl.col("currency"),
+        ).alias("fix"),
+    ).struct.json_encode()
+    null_cols = {
+        c: pl.lit(None, t).alias(c)
+        for c, t in LINE_SCHEMA.items()
+        if c.endswith(("_tokens", "_usd")) and c.removesuffix("_usd") not in CATEGORIES
+    }
+    return rows.select(
+        "provider",
+        pl.lit("month").alias("grain"),
+        pl.lit(start).alias("period_start"),
+        pl.lit(end).alias("period_end"),
+        pl.lit("currency").alias("line_kind"),
+        pl.lit(None, pl.String).alias("model_group"),
+        pl.lit(None, pl.String).alias("models"),
+        *null_cols.values(),
+        pl.lit("currency").alias("category"),
+        pl.lit("variance").alias("status"),
+        *[_zero().alias(_cat(c)) for c in CATEGORIES],
         evidence.alias("evidence"),
     ).select(LINE_SCHEMA.names())
 

@@ -1,4 +1,5 @@
-"""Reconciliation settings from a YAML file: tolerances, gateway accounts, model aliases.
+"""Reconciliation settings from a YAML file: tolerances, gateway accounts, model aliases,
+exchange rates for invoices in other currencies.
 
     tolerance:
       default: {abs_usd: "0.01", rel: "0.001", tokens_abs: 0, tokens_rel: "0"}
@@ -7,6 +8,9 @@
       openai: [proj_abc, proj_def]         # gateway uses; usage elsewhere is bypass
     model_aliases:                         # reported or logged name -> model group
       my-finetune-v2: gpt-4o-mini
+    fx_rates:                              # invoice currency -> billing month -> USD per
+      EUR: {"2025-09": "1.0870"}           # one unit (quote rates: exact decimal text)
+      GBP: {"2025-09": "1.2710"}
 
 Money and rates are read as decimal text (quote them, or write plain numbers: they go
 through `str`, never float arithmetic). A mistake is one `InputError` naming the file and key.
@@ -14,6 +18,7 @@ through `str`, never float arithmetic). A mistake is one `InputError` naming the
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -25,6 +30,9 @@ from transforms.canonical_reader import InputError
 from transforms.reconcile import ReconcileConfig, Tolerance
 
 TOLERANCE_KEYS = ("abs_usd", "rel", "tokens_abs", "tokens_rel")
+TOP_KEYS = {"tolerance", "known_accounts", "model_aliases", "fx_rates"}
+CURRENCY = re.compile(r"^[A-Z]{3}$")
+MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 
 
 def _decimal(path: Path, key: str, value: Any) -> Decimal:
@@ -57,6 +65,32 @@ def _tolerance(path: Path, key: str, raw: Any, base: Tolerance) -> Tolerance:
     return replace(base, **values)
 
 
+def _fx_rates(path: Path, raw: Any) -> dict[str, dict[str, Decimal]]:
+    """currency -> {YYYY-MM: USD per unit}; a rate must be > 0 (a zero rate would price a
+    whole invoice at $0)."""
+    if not isinstance(raw, dict):
+        raise InputError(f"{path}: fx_rates: expected currency: {{YYYY-MM: rate}}")
+    out: dict[str, dict[str, Decimal]] = {}
+    for cur, months in raw.items():
+        code = str(cur).upper()
+        if not CURRENCY.match(code) or code == "USD":
+            raise InputError(f"{path}: fx_rates.{cur}: expected a 3-letter currency other than USD")
+        if not isinstance(months, dict) or not months:
+            raise InputError(f"{path}: fx_rates.{cur}: expected a mapping of YYYY-MM: rate")
+        for month, value in months.items():
+            key = f"fx_rates.{cur}.{month}"
+            # YAML reads an unquoted 2025-09 as text, but 2025-9 or a date as something else.
+            if not MONTH.match(str(month)):
+                raise InputError(f"{path}: {key}: expected a month YYYY-MM (quote it)")
+            rate = _decimal(path, key, value)
+            if rate == 0:
+                raise InputError(f"{path}: {key}: a rate must be > 0")
+            if rate.as_tuple().exponent < -10:  # type: ignore[operator]
+                raise InputError(f"{path}: {key}: at most 10 decimals, got {value!r}")
+            out.setdefault(code, {})[str(month)] = rate
+    return out
+
+
 def load_config(path: Path) -> ReconcileConfig:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -68,7 +102,7 @@ def load_config(path: Path) -> ReconcileConfig:
         raise InputError(f"{path}:{where} not valid YAML") from None
     if not isinstance(data, dict):
         raise InputError(f"{path}: expected a mapping at the top level")
-    unknown = sorted(set(data) - {"tolerance", "known_accounts", "model_aliases"})
+    unknown = sorted(set(data) - TOP_KEYS)
     if unknown:
         raise InputError(f"{path}: {unknown[0]}: unknown key")
     tol = data.get("tolerance") or {}
@@ -93,4 +127,5 @@ def load_config(path: Path) -> ReconcileConfig:
         tolerances=per_provider,
         known_accounts={str(p): frozenset(map(str, v)) for p, v in accounts_raw.items()},
         model_aliases={str(k): str(v) for k, v in aliases.items()},
+        fx_rates=_fx_rates(path, data.get("fx_rates") or {}),
     )

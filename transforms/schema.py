@@ -209,6 +209,8 @@ INVOICE_LINE_SCHEMA = schema_of(
         "model": pl.String,
         "quantity": pl.Decimal(38, 9),
         "unit": pl.String,
+        # As billed, in `currency` (USD on nearly every line; a EUR invoice's lines are in
+        # euros): never converted at ingest; reconciliation converts with configured rates.
         "unit_price_usd": MONEY,
         "amount_usd": MONEY,
         "currency": pl.String,
