@@ -62,7 +62,7 @@ def anomalies_command(date: str, as_json: bool, data_dir: str | None) -> int:
         return EXIT_USER_ERROR
     base = data_dir or os.environ.get("AISPEND_DATA_DIR", "data")
     try:
-        cfg = config.load()
+        cfg = config.load(data_dir=base)
         result = evaluate_day(base, day, cfg, extra_feedback=_warehouse_feedback(base))
     except (config.ConfigError, LakeError) as exc:
         typer.echo(f"error: {one_line(exc)}", err=True)

@@ -137,9 +137,30 @@ class SmtpSettings:
 
 
 # --------------------------------------------------------------------------- loading
-def load(path: str | os.PathLike[str] | None = None) -> AlertsConfig:
-    """Load the settings from `path`, else from $AISPEND_ALERTS_CONFIG, else defaults."""
-    chosen = path if path is not None else os.environ.get(ENV_CONFIG) or None
+DATA_DIR_FILE = "alerts.yaml"
+
+
+def settings_path(data_dir: str | os.PathLike[str] | None = None) -> str | None:
+    """Which settings file applies: $AISPEND_ALERTS_CONFIG, else `alerts.yaml` in the data
+    directory when there is one (what `aispend demo` writes), else none (built-in defaults).
+    The pipeline, `aispend anomalies` and `aispend report` all resolve it here, so they never
+    disagree about thresholds or budgets."""
+    env = os.environ.get(ENV_CONFIG, "").strip()
+    if env:
+        return env
+    if data_dir is not None and "://" not in str(data_dir):
+        candidate = Path(data_dir) / DATA_DIR_FILE
+        if candidate.is_file():
+            return str(candidate)
+    return None
+
+
+def load(
+    path: str | os.PathLike[str] | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+) -> AlertsConfig:
+    """Load the settings from `path`, else `settings_path(data_dir)`, else defaults."""
+    chosen = path if path is not None else settings_path(data_dir)
     if chosen is None:
         return AlertsConfig()
     file = Path(chosen)

@@ -54,6 +54,12 @@ class AlertsResource(dg.ConfigurableResource):  # type: ignore[misc]
             return config.AlertsConfig()
         return config.load(self.config_path)
 
+    def load_for(self, base: str) -> Any:
+        """The settings for data under `base`: the configured file, else `alerts.yaml` there."""
+        from notify import config
+
+        return config.load(self.config_path or None, data_dir=base)
+
     def today_date(self) -> dt.date:
         if not self.today:
             return dt.datetime.now(dt.UTC).date()

@@ -693,7 +693,7 @@ def anomalies(
     day = _day(context)
     base = lake.root()
     engine = warehouse.engine()
-    cfg = alerts.load()
+    cfg = alerts.load_for(base)
     result, path = detect(base, day, engine, cfg)
     flagged = result.anomalies()
     yield dg.MaterializeResult(

@@ -414,7 +414,7 @@ def deliver_outbox(
 ) -> None:
     from notify import outbox
 
-    cfg = alerts.load()
+    cfg = alerts.load_for(lake.root())
     report = outbox.deliver(
         warehouse.engine(), transport(lake.root(), cfg), max_attempts=cfg.email.max_attempts
     )

@@ -100,15 +100,17 @@ def _first_dataset(base: str, names: tuple[str, ...], day: dt.date) -> pl.DataFr
     return None
 
 
-def load_alert_settings() -> AlertSettings:
-    """Rate limits and budgets from AISPEND_ALERTS_CONFIG (notify.config, the file the alerts
-    read); empty when the variable is unset (the report then says none are configured)."""
-    if not os.environ.get("AISPEND_ALERTS_CONFIG"):
-        return AlertSettings([], None, {}, {})
+def load_alert_settings(base: str | None = None) -> AlertSettings:
+    """Rate limits and budgets from the alerts settings (notify.config: AISPEND_ALERTS_CONFIG,
+    else `alerts.yaml` in the data directory); empty when there is none (the report then
+    says none are configured)."""
     from notify import config as alerts_config
 
+    path = alerts_config.settings_path(base)
+    if path is None:
+        return AlertSettings([], None, {}, {})
     try:
-        config = alerts_config.load()
+        config = alerts_config.load(path)
     except alerts_config.ConfigError as exc:
         raise ReportError(str(exc)) from None
 
@@ -163,7 +165,7 @@ def build_inputs(base: str, day: dt.date, settings: AlertSettings | None = None)
         for back in range(HISTORY_DAYS)
         if (f := _read(base, "ingest_counts", day - dt.timedelta(days=back))) is not None
     ]
-    settings = settings or load_alert_settings()
+    settings = settings or load_alert_settings(base)
     return ReportInputs(
         day=day,
         usage=usage,

@@ -207,3 +207,18 @@ def test_store_day_is_idempotent(lake_dir: Path, tmp_path: Path) -> None:
     )
     assert Decimal(total) == spend["total_impact_usd"].item()
     engine.dispose()
+
+
+def test_settings_default_to_alerts_yaml_in_the_data_dir(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """`aispend demo` writes DATA_DIR/alerts.yaml; the CLI, the report and the pipeline must
+    read the same file when AISPEND_ALERTS_CONFIG is unset, or they disagree on thresholds."""
+    from notify import config
+
+    monkeypatch.delenv(config.ENV_CONFIG, raising=False)
+    assert config.settings_path(tmp_path) is None
+    (tmp_path / "alerts.yaml").write_text("detection:\n  min_impact_usd: '1.5'\n")
+    assert config.settings_path(tmp_path) == str(tmp_path / "alerts.yaml")
+    explicit = tmp_path / "other.yaml"
+    explicit.write_text("{}\n")
+    monkeypatch.setenv(config.ENV_CONFIG, str(explicit))
+    assert config.settings_path(tmp_path) == str(explicit)

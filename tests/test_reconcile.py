@@ -463,3 +463,27 @@ def test_missing_media_logs(priced: pl.DataFrame, tmp_path: Path) -> None:
     assert Decimal(flagged["unexplained_usd"].sum()) == removed["openai"] + removed["google"]
     for ev in flagged["evidence"]:
         assert "no image or second count" in json.loads(ev)["media_note"]
+
+
+def test_expected_view_joins_gateway_provider_aliases_to_report_ids() -> None:
+    """LiteLLM logs Vertex and Bedrock traffic as `vertex_ai` / `bedrock`; billing reports say
+    `google` / `aws`. Without the alias mapping that traffic reads as missing gateway logs."""
+    started = dt.datetime(2025, 9, 3, 12, tzinfo=dt.UTC)
+    priced = pl.LazyFrame(
+        {
+            "provider": ["vertex_ai", "google", "bedrock"],
+            "model": ["gemini-2.5-pro", "gemini-2.5-pro", "anthropic.claude-sonnet-4-v1:0"],
+            "started_at": [started] * 3,
+            "status": ["success"] * 3,
+            "input_tokens": [100, 50, 10],
+            "output_tokens": [10, 5, 1],
+            "cost_usd": [Decimal("0.5"), Decimal("0.25"), Decimal("0.125")],
+            "unpriced_reason": [None, None, None],
+        },
+        schema_overrides={"cost_usd": pl.Decimal(38, 18), "unpriced_reason": pl.String},
+    )
+    view = rc.expected_view(priced).collect().sort("provider")
+    assert view.get_column("provider").to_list() == ["aws", "google"]
+    google = view.row(1, named=True)
+    assert google["e_tokens"] == 165
+    assert google["e_cost"] == Decimal("0.75")

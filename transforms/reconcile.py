@@ -46,7 +46,7 @@ from decimal import Decimal
 import polars as pl
 
 from transforms.models import model_canonical
-from transforms.schema import INVOICE_LINE_SCHEMA, MONEY, schema_of
+from transforms.schema import INVOICE_LINE_SCHEMA, MONEY, canonical_provider, schema_of
 
 UNATTRIBUTED = "(unattributed)"
 CENT = Decimal("0.01")
@@ -228,6 +228,9 @@ def expected_view(priced: pl.LazyFrame, config: ReconcileConfig | None = None) -
     )
     return (
         billable.with_columns(
+            # Gateways log providers their own way (`vertex_ai`, `bedrock`); reports use the
+            # canonical ids, so the two only meet after the alias mapping.
+            canonical_provider(pl.col("provider")).alias("provider"),
             pl.col("started_at").dt.date().alias("date"),
             model_group(pl.col("model"), cfg.model_aliases).alias("model_group"),
             tokens.alias("_tok"),
@@ -1469,9 +1472,9 @@ def _bill_lines(
 ) -> pl.LazyFrame:
     """Credit, tax, rounding and adjustment lines: invoiced vs what the reports say.
 
-    We do not forecast credits or tax: expected is null. A provider whose money report
-    carries such lines is compared with the invoice; otherwise the invoice line stands alone
-    (within tolerance, category credit/tax)."""
+    We do not forecast credits or tax: expected is null. Where a provider's money report
+    carries lines of that kind, they are compared with the invoice; otherwise the invoice line
+    stands alone (within tolerance, category credit/tax)."""
     start, end = month_bounds(month)
     inv_bill = (
         invoices.bill.filter(pl.col("month") == month).drop("month")
@@ -1506,7 +1509,9 @@ def _bill_lines(
     inv_amt = pl.col("i_amount").fill_null(_zero())
     rep_amt = pl.col("r_amount").fill_null(_zero())
     has_inv = pl.col("_inv").fill_null(False)
-    compared = pl.col("_rb").fill_null(False)
+    # Compared only when the reports carry that kind of line: a report that never lists tax
+    # (most usage exports) says nothing about the invoice's tax line.
+    compared = pl.col("_rb").fill_null(False) & pl.col("r_amount").is_not_null()
     theirs = pl.when(has_inv).then(inv_amt).otherwise(rep_amt)
     gap = inv_amt - rep_amt
     allowance = _money(CENT) * (pl.col("i_lines").fill_null(0) + 1).cast(MONEY)
