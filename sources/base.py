@@ -246,9 +246,12 @@ def list_text(schema: pl.Schema, name: str) -> pl.Expr:
     """A list column (or its JSON text) as one comma-joined string, for pattern matching."""
     if name not in schema:
         return pl.lit(None, pl.String)
-    if isinstance(schema[name], pl.List):
+    dtype = schema[name]
+    if isinstance(dtype, pl.List):
         return pl.col(name).cast(pl.List(pl.String), strict=False).list.join(",")
-    return pl.col(name).cast(pl.String)
+    if isinstance(dtype, pl.Struct):  # an object where a list belongs: match on its JSON
+        return pl.col(name).struct.json_encode()
+    return pl.col(name).cast(pl.String, strict=False)
 
 
 def as_text(expr: pl.Expr) -> pl.Expr:

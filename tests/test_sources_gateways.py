@@ -922,3 +922,26 @@ def test_generated_gateway_logs_are_read_completely(kind: str, tmp_path: Path) -
     assert joined.height == want.height
     for column in ("input_tokens", "output_tokens", "provider", "model", "started_at"):
         assert joined.filter(pl.col(column) != pl.col(f"{column}_got")).height == 0, column
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_litellm_request_tags_as_an_object_is_read_not_fatal(tmp_path: Path, fast: bool) -> None:
+    """Found by fuzzing: `request_tags` as a JSON object (`{"": null}`) instead of a list made
+    the tag lookup fail for the whole file. The row is read; the odd tags just match nothing."""
+    line = {
+        "request_id": "r1",
+        "spend": 0.004945,
+        "prompt_tokens": 1250,
+        "completion_tokens": 310,
+        "startTime": "2025-06-01T10:15:02.113Z",
+        "endTime": "2025-06-01T10:15:04.870Z",
+        "model": "gpt-4o-2024-08-06",
+        "custom_llm_provider": "openai",
+        "request_tags": {"": None},
+        "status": "success",
+    }
+    path = tmp_path / "spend.jsonl"
+    path.write_text(json.dumps(line) + "\n")
+    result = ingest_file("litellm", path, fast=fast)
+    assert result.summary()["normalized"] == 1
+    assert result.summary()["accounting_ok"] is True
