@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import functools
 import hashlib
 import io
 import json
@@ -88,8 +89,16 @@ def _frame_digest(frame: pl.DataFrame) -> str:
     return hashlib.sha256(buffer.getvalue().encode()).hexdigest()
 
 
+@functools.cache
+def rules_fingerprint() -> str:
+    """The matching and categorization rules' source: a fixed rule makes a new run on the same
+    inputs, so the history never shows an old result under a new outcome."""
+    return hashlib.sha256(Path(rc.__file__).read_bytes()).hexdigest()
+
+
 def inputs_hash(frames: dict[str, pl.DataFrame], config: dict[str, Any]) -> str:
     h = hashlib.sha256()
+    h.update(f"rules:{rules_fingerprint()}\n".encode())
     for name in sorted(frames):
         h.update(f"{name}:{_frame_digest(frames[name])}\n".encode())
     h.update(json.dumps(config, sort_keys=True, default=str).encode())
