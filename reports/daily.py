@@ -39,6 +39,13 @@ from typing import Any
 
 import polars as pl
 
+from transforms.usage_rollups import (
+    USAGE_COUNT_COLUMNS,
+    USAGE_MONEY_COLUMNS,
+    USAGE_SECONDS_COLUMNS,
+    USAGE_TOKEN_COLUMNS,
+)
+
 HEADROOM_FLAG = Decimal("0.2")
 FORECAST_MIN_DAYS = 3
 TREND_DAYS = 30
@@ -46,38 +53,10 @@ TOP_N = 15
 UNTAGGED = "(untagged)"
 UNKNOWN_MODEL = "(unknown model)"
 
-COUNT_MEASURES = (
-    "requests",
-    "logical_requests",
-    "retries",
-    "success",
-    "errors",
-    "timeouts",
-    "rejected",
-    "cancelled",
-    "usage_missing",
-    "gateway_cache_hits",
-    "batch_requests",
-    "long_context_requests",
-    "priced_requests",
-    "unpriced_requests",
-    "input_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "output_tokens",
-    "reasoning_tokens",
-    "image_count",
-    "usable_images",
-    "latency_count",
-)
-FLOAT_MEASURES = ("video_seconds", "usable_video_seconds", "audio_seconds", "latency_ms_sum")
-MONEY_MEASURES = (
-    "list_cost_usd",
-    "cost_usd",
-    "cost_success_usd",
-    "cache_savings_usd",
-    "gateway_cost_usd",
-)
+# The additive measures of `usage_daily`, declared once in the roll-up module.
+COUNT_MEASURES = (*USAGE_COUNT_COLUMNS, *USAGE_TOKEN_COLUMNS, "latency_count")
+FLOAT_MEASURES = (*USAGE_SECONDS_COLUMNS, "latency_ms_sum")
+MONEY_MEASURES = USAGE_MONEY_COLUMNS
 SECTIONS = (
     ("headline", "Headline"),
     ("cost", "Cost breakdown"),

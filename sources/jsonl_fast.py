@@ -207,6 +207,8 @@ def _arrow_decode(chunk: bytes, schema: pa.Schema, rows: int) -> pl.DataFrame | 
     try:
         table = pa_json.read_json(pa.BufferReader(chunk), parse_options=options)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError):
+        # pyarrow rejects the whole chunk for one bad line; the caller falls back to Polars'
+        # decoder and then to line-by-line checks, so each bad line gets its own reason.
         return None
     if table.num_rows != rows:
         return None

@@ -28,14 +28,14 @@ bill_billing_period_start_date,line_item_usage_start_date,line_item_usage_end_da
 """  # noqa: E501
 CUR_COLUMNS = CUR_EXAMPLE.splitlines()[0].split(",")
 
-# data-formats.md §2.4, verbatim.
+# data-formats.md §2.4, verbatim but for the SKU id (the reference masks it).
 GCP_EXAMPLE = {
     "billing_account_id": "01A2B3-C4D5E6-F7A8B9",
     "invoice": {"month": "202506", "publisher_type": "Google"},
     "cost_type": "regular",
     "service": {"id": "C7E2-9256-1C43", "description": "Vertex AI"},
     "sku": {
-        "id": "XXXX-XXXX-XXXX",
+        "id": "5D4A-8C1E-93F2",
         "description": "Gemini 2.5 Flash Input Text Tokens (illustrative)",
     },
     "usage_start_time": "2025-06-01T10:00:00Z",

@@ -203,6 +203,23 @@ def _month_of(day: pl.Expr) -> pl.Expr:
 
 
 # --------------------------------------------------------------------------- expected
+# The additive measures of `expected_view`, summed again whenever it is rolled up.
+EXPECTED_SUMMED = (
+    "e_requests",
+    "e_tokens",
+    "e_input_tokens",
+    "e_output_tokens",
+    "e_batch_tokens",
+    "e_priority_tokens",
+    "e_flex_tokens",
+    "e_cost",
+    "e_unpriced",
+    "e_usage_missing",
+    "e_images",
+    "e_seconds",
+)
+
+
 def expected_view(priced: pl.LazyFrame, config: ReconcileConfig | None = None) -> pl.LazyFrame:
     """Billable repriced requests per provider, day and model group.
 
@@ -821,23 +838,7 @@ def _daily_cells(
         _absorb_unattributed(expected, rep, keys)
         .group_by(keys)
         .agg(
-            *[
-                pl.col(c).sum()
-                for c in (
-                    "e_requests",
-                    "e_tokens",
-                    "e_input_tokens",
-                    "e_output_tokens",
-                    "e_batch_tokens",
-                    "e_priority_tokens",
-                    "e_flex_tokens",
-                    "e_cost",
-                    "e_unpriced",
-                    "e_usage_missing",
-                    "e_images",
-                    "e_seconds",
-                )
-            ],
+            *[pl.col(c).sum() for c in EXPECTED_SUMMED],
             _join_unique("e_reasons"),
             _join_unique("e_models"),
         )
@@ -1014,18 +1015,7 @@ def _with_price_since(cells: pl.LazyFrame, by: list[str]) -> pl.LazyFrame:
 
 # --------------------------------------------------------------------------- monthly
 SUMMED = (
-    "e_requests",
-    "e_tokens",
-    "e_input_tokens",
-    "e_output_tokens",
-    "e_batch_tokens",
-    "e_priority_tokens",
-    "e_flex_tokens",
-    "e_cost",
-    "e_unpriced",
-    "e_usage_missing",
-    "e_images",
-    "e_seconds",
+    *EXPECTED_SUMMED,
     "r_tokens",
     "r_input_tokens",
     "r_output_tokens",
