@@ -34,9 +34,9 @@ def _parse_date(value: str, option: str) -> dt.date:
     try:
         return dt.date.fromisoformat(value)
     except ValueError:
-        raise typer.BadParameter(
-            f"expected a date YYYY-MM-DD, got {value!r}", param_hint=option
-        ) from None
+        # The same one-line form as every other user mistake (not click's boxed panel).
+        typer.echo(f"error: {option}: expected a date YYYY-MM-DD, got {value!r}", err=True)
+        raise typer.Exit(2) from None
 
 
 def _load_catalog(dirs: list[Path] | None):  # type: ignore[no-untyped-def]
