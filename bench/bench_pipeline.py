@@ -13,7 +13,7 @@ Two measurements, each in its own process, on fresh output directories:
 * `plain`: the same functions called directly, no Dagster (`--worker plain`): what the
   pipeline costs without the orchestrator. Dagster's overhead = the difference. Like the
   assets, it streams the ingest into the lake (`stream_requests`), samples GX from the lake
-  and reprices in slices (`lake.sink_partition_batched`).
+  and streams the repricing into the lake (`lake.sink_partition`).
 
 Reported: wall seconds (process start to exit, imports included), CPU seconds, peak RSS
 (`VmHWM` of the process, polled), per-phase seconds of the plain run, and the machine load
@@ -173,12 +173,11 @@ def plain_worker(config: Path, data_dir: Path, day: dt.date) -> dict[str, float]
     ingest_invoices(sources, day.replace(day=1))
     lap("billing")
     catalog = _load_catalog("")
-    lake.sink_partition_batched(
+    lake.sink_partition(
         base,
         "priced_requests",
         day,
-        lake.scan_partition(base, "normalized_requests", day),
-        lambda rows: reprice(rows, catalog),
+        reprice(lake.scan_partition(base, "normalized_requests", day), catalog),
     )
     lap("reprice")
     scan = lake.scan_partition(base, "priced_requests", day)

@@ -13,7 +13,6 @@ from lake.store import (
     scan_dataset,
     scan_partition,
     sink_partition,
-    sink_partition_batched,
     write_partition,
 )
 
@@ -30,6 +29,5 @@ __all__ = [
     "scan_dataset",
     "scan_partition",
     "sink_partition",
-    "sink_partition_batched",
     "write_partition",
 ]

@@ -34,13 +34,11 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import polars as pl
-import pyarrow.parquet as pq
 from upath import UPath
 
 PART_FILE = "part-0.parquet"
@@ -146,83 +144,6 @@ def sink_partition(
     except OSError as exc:
         raise LakeError(f"{target}: cannot write partition: {exc}") from None
     return str(target / PART_FILE)
-
-
-def sink_partition_batched(
-    base: str | os.PathLike[str],
-    dataset: str,
-    partition: dt.date | str,
-    source: pl.LazyFrame,
-    transform: Callable[[pl.LazyFrame], pl.LazyFrame],
-    *,
-    batch_rows: int = 500_000,
-    month: bool = False,
-) -> str:
-    """Replace one partition with `transform(source)`, computed on `batch_rows`-row slices
-    of `source` and written one row group after another, atomically as `write_partition`.
-
-    For a row-wise `transform` whose plan the streaming engine cannot stream (an
-    order-keeping join buffers every row it has seen: repricing a day of 10M wide rows peaks
-    at ~4.6 GB through `sink_partition`): at most two slices are in memory, and the next
-    slice is computed while the current one is written. `transform` must give each row the
-    same result whatever other rows it sees."""
-    target = partition_path(base, dataset, partition, month=month)
-    if not _is_local(target):
-        frame = pl.concat(_batches(source, transform, batch_rows), how="vertical")
-        return write_partition(base, dataset, partition, frame, month=month)
-    staging = target.parent / f"{_STAGING}{target.name}-{uuid.uuid4().hex[:12]}"
-    try:
-        _write_local(
-            _local(target),
-            _local(staging),
-            lambda path: _write_batches(_batches(source, transform, batch_rows), path),
-        )
-    except OSError as exc:
-        raise LakeError(f"{target}: cannot write partition: {exc}") from None
-    return str(target / PART_FILE)
-
-
-def _batches(
-    source: pl.LazyFrame,
-    transform: Callable[[pl.LazyFrame], pl.LazyFrame],
-    batch_rows: int,
-) -> Iterator[pl.DataFrame]:
-    """The transformed slices in order, all with the first one's schema; the next one is
-    computed (Polars releases the GIL) while the caller writes the current one."""
-    rows = int(source.select(pl.len()).collect().item())
-
-    def compute(offset: int) -> pl.DataFrame:
-        return transform(source.slice(offset, batch_rows)).collect()
-
-    offsets = list(range(0, rows, batch_rows)) or [0]
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pending = pool.submit(compute, offsets[0])
-        schema: pl.Schema | None = None
-        for offset in [*offsets[1:], None]:
-            frame = pending.result()
-            if offset is not None:
-                pending = pool.submit(compute, offset)
-            if schema is None:
-                schema = frame.schema
-            elif frame.schema != schema:
-                frame = frame.cast(dict(schema))  # type: ignore[arg-type]
-            yield frame
-
-
-def _write_batches(frames: Iterable[pl.DataFrame], path: Path) -> None:
-    # One row group per slice; same settings (zstd 1, statistics) as `_write_parquet`.
-    writer: pq.ParquetWriter | None = None
-    try:
-        for frame in frames:
-            table = frame.to_arrow(compat_level=pl.CompatLevel.oldest())
-            if writer is None:
-                writer = pq.ParquetWriter(
-                    path, table.schema, compression="zstd", compression_level=1
-                )
-            writer.write_table(table, row_group_size=max(table.num_rows, 1))
-    finally:
-        if writer is not None:
-            writer.close()
 
 
 def _write_parquet(frame: pl.DataFrame, sink: Any) -> None:

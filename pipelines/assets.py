@@ -365,10 +365,9 @@ def priced_requests(
     day = _day(context)
     base = lake.root()
     normalized = lake_scan(base, "normalized_requests", day)
-    # In slices: reprice's order-keeping joins would buffer the whole day (issue 4).
-    catalog = pricing_catalog.load()
-    path = lake_store.sink_partition_batched(
-        base, "priced_requests", day, normalized, lambda rows: reprice(rows, catalog)
+    # Streamed: repricing is row-wise (no order-keeping join), so a day is never whole in memory.
+    path = lake_store.sink_partition(
+        base, "priced_requests", day, reprice(normalized, pricing_catalog.load())
     )
     priced = lake_scan(base, "priced_requests", day)
     unpriced = priced.filter(pl.col("unpriced_reason").is_not_null())

@@ -567,3 +567,18 @@ def test_notice_goes_out_by_smtp_once(tmp_path: Path, monkeypatch: pytest.Monkey
     assert message["Bcc"] is None  # a log line cannot inject a header
     assert "step ingest_requests: bad  Bcc: victim@example.com <b>x</b>" in message.get_payload()
     assert not list((tmp_path / "outbox").glob("*.eml"))  # SMTP, not the .eml fallback
+
+
+def test_duplicated_request_attempts_counts_every_copy_exactly() -> None:
+    from pipelines.quality_checks import duplicated_request_attempts
+
+    rows = pl.LazyFrame(
+        {
+            "request_id": ["a", "a", "b", "c", "c", "c", None, None, "d"],
+            "attempt": [1, 1, 1, 1, 1, 2, 1, 1, 1],
+        }
+    )
+    # a x2, c/1 x2, the two null ids: the copies and their originals.
+    assert duplicated_request_attempts(rows) == 6
+    assert duplicated_request_attempts(rows.filter(pl.col("request_id") == "b")) == 0
+    assert duplicated_request_attempts(rows.clear()) == 0

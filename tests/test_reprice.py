@@ -949,6 +949,27 @@ def test_no_row_dropped_or_duplicated_whatever_the_segments(
                 assert got["cost_input_usd"] == (row["input_tokens"] or 0) * rate
 
 
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(segments=acme_segments(), rows=acme_requests())
+def test_cell_lookup_equals_the_join_it_replaces(
+    segments: list[PriceRow], rows: list[dict[str, Any]]
+) -> None:
+    """apply_prices finds each request's price cell by a hash of its context; when two
+    contexts share a hash it joins on the context columns instead. Both give the same rows."""
+    import transforms.reprice as reprice_module
+
+    catalog = Catalog(rows=segments)
+    frame = canonical_frame(rows).lazy()
+    by_hash = reprice(frame, catalog).collect()
+    original = reprice_module.cell_index
+    reprice_module.cell_index = lambda *_: None  # type: ignore[assignment]
+    try:
+        by_join = reprice(frame, catalog).collect()
+    finally:
+        reprice_module.cell_index = original
+    assert by_hash.equals(by_join)
+
+
 def test_band_without_base_keeps_short_prompts_unpriced() -> None:
     # What a catalog with only an above_input_tokens band holds (Catalog.load refuses to
     # build it from a file; see test_catalog): prompts at or below the band have no segment.

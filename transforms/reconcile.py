@@ -238,30 +238,51 @@ def expected_view(priced: pl.LazyFrame, config: ReconcileConfig | None = None) -
     tier = col("service_tier", pl.String()).fill_null("default")
     batch = col("batch", pl.Boolean()).fill_null(False)
     reason = col("unpriced_reason", pl.String())
-    price_unpriced = reason.is_not_null() & (reason != "usage_missing")
     billable = priced.filter(
         (col("status", pl.String()).fill_null("success") == "success")
         & ~col("gateway_cache_hit", pl.Boolean()).fill_null(False)
     )
+    # Sums per distinct (provider, model, day, batch, tier, reason) first: the provider
+    # aliases and model groups are string work that costs more per row than every sum, and
+    # a day of millions of requests has only hundreds of such contexts.
+    contexts = (
+        billable.select(
+            col("provider", pl.String()),
+            col("model", pl.String()),
+            pl.col("started_at").dt.date().alias("date"),
+            batch.alias("_batch"),
+            tier.alias("_tier"),
+            reason.alias("_reason"),
+            tokens.alias("_tok"),
+            col("input_tokens", pl.Int64()).fill_null(0).alias("_in"),
+            col("output_tokens", pl.Int64()).fill_null(0).alias("_out"),
+            pl.col("cost_usd").cast(MONEY).alias("_cost"),
+            col("image_count", pl.Int64()).cast(pl.Float64).alias("_images"),
+            col("video_seconds", pl.Float64()).cast(pl.Float64).alias("_seconds"),
+        )
+        .group_by("provider", "model", "date", "_batch", "_tier", "_reason")
+        .agg(
+            pl.len().cast(pl.Int64).alias("_n"),
+            pl.col("_tok", "_in", "_out", "_cost", "_images", "_seconds").sum(),
+        )
+    )
+    reason = pl.col("_reason")
+    unpriced = (reason.is_not_null() & (reason != "usage_missing")).fill_null(False)
     return (
-        billable.with_columns(
+        contexts.with_columns(
             # Gateways log providers their own way (`vertex_ai`, `bedrock`); reports use the
             # canonical ids, so the two only meet after the alias mapping.
             canonical_provider(pl.col("provider")).alias("provider"),
-            pl.col("started_at").dt.date().alias("date"),
             model_group(pl.col("model"), cfg.model_aliases).alias("model_group"),
-            tokens.alias("_tok"),
-            batch.alias("_batch"),
-            tier.alias("_tier"),
-            price_unpriced.alias("_unpriced"),
+            unpriced.alias("_unpriced"),
             (reason == "usage_missing").fill_null(False).alias("_missing"),
         )
         .group_by("provider", "date", "model_group")
         .agg(
-            pl.len().cast(pl.Int64).alias("e_requests"),
+            pl.col("_n").sum().alias("e_requests"),
             pl.col("_tok").sum().alias("e_tokens"),
-            col("input_tokens", pl.Int64()).fill_null(0).sum().alias("e_input_tokens"),
-            col("output_tokens", pl.Int64()).fill_null(0).sum().alias("e_output_tokens"),
+            pl.col("_in").sum().alias("e_input_tokens"),
+            pl.col("_out").sum().alias("e_output_tokens"),
             pl.col("_tok").filter(pl.col("_batch")).sum().alias("e_batch_tokens"),
             pl.col("_tok")
             .filter(~pl.col("_batch") & (pl.col("_tier") == "priority"))
@@ -271,11 +292,11 @@ def expected_view(priced: pl.LazyFrame, config: ReconcileConfig | None = None) -
             .filter(~pl.col("_batch") & (pl.col("_tier") == "flex"))
             .sum()
             .alias("e_flex_tokens"),
-            pl.col("cost_usd").cast(MONEY).sum().alias("e_cost"),
-            col("image_count", pl.Int64()).cast(pl.Float64).sum().alias("e_images"),
-            col("video_seconds", pl.Float64()).cast(pl.Float64).sum().alias("e_seconds"),
-            pl.col("_unpriced").sum().cast(pl.Int64).alias("e_unpriced"),
-            pl.col("_missing").sum().cast(pl.Int64).alias("e_usage_missing"),
+            pl.col("_cost").sum().alias("e_cost"),
+            pl.col("_images").sum().alias("e_images"),
+            pl.col("_seconds").sum().alias("e_seconds"),
+            pl.col("_n").filter(pl.col("_unpriced")).sum().alias("e_unpriced"),
+            pl.col("_n").filter(pl.col("_missing")).sum().alias("e_usage_missing"),
             reason.filter(pl.col("_unpriced")).unique().sort().str.join(",").alias("e_reasons"),
             pl.col("model").unique().sort().str.join(",").alias("e_models"),
         )
