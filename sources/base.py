@@ -95,7 +95,7 @@ def _assemble(lines: list[int], records: list[str], errors: list[str | None]) ->
     )
 
 
-def _parse_lines(raw: bytes) -> tuple[list[int], list[str], list[str | None]]:
+def _parse_lines(raw: bytes | bytearray) -> tuple[list[int], list[str], list[str | None]]:
     lines: list[int] = []
     records: list[str] = []
     errors: list[str | None] = []

