@@ -111,6 +111,7 @@ def gx_requests_check(
     else:
         height = rows.height
         sample = _sample(rows, quality.max_rows)
+    duplicated = duplicated_request_attempts(rows.lazy()) if sample.height < height else None
     report = validate_requests(
         sample,
         partition_day=day,
@@ -119,8 +120,7 @@ def gx_requests_check(
     )
     metadata = _gx_metadata(report, height, sample.height)
     passed = bool(report.success)
-    if sample.height < height:
-        duplicated = duplicated_request_attempts(rows.lazy())
+    if duplicated is not None:  # the sample is checked by GX; every row here, exactly
         metadata["duplicated_request_attempts"] = duplicated
         passed = passed and duplicated == 0
     return dg.AssetCheckResult(

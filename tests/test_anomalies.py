@@ -11,6 +11,9 @@ from decimal import Decimal
 import numpy as np
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 from transforms import anomalies as an
 from transforms.schema import MONEY
@@ -436,3 +439,22 @@ def test_late_day_in_flight_changes_no_other_days_score() -> None:
     moved = run(delayed, partial_counts, last, eager).filter(pl.col("day") > day(late))
     kept = run(on_time, full_counts, last, eager).filter(pl.col("day") > day(late))
     assert not moved.equals(kept)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    matrix=hnp.arrays(
+        np.float64,
+        hnp.array_shapes(min_dims=2, max_dims=2, min_side=1, max_side=12),
+        elements=st.one_of(
+            st.just(math.nan), st.floats(-1e12, 1e12, allow_nan=False), st.integers(-50, 50)
+        ),
+    )
+)
+def test_row_medians_equal_numpy_nanmedian(matrix: np.ndarray) -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        expected = np.nanmedian(matrix, axis=1)
+    assert np.array_equal(an._nanmedian_rows(matrix), expected, equal_nan=True)

@@ -575,9 +575,18 @@ def _feedback_list(feedback: pl.LazyFrame | None) -> list[_Feedback]:
 
 # --------------------------------------------------------------------------- scoring
 def _nanmedian_rows(matrix: FloatArray) -> FloatArray:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        result: FloatArray = np.nanmedian(matrix, axis=1)
+    """np.nanmedian(matrix, axis=1), NaN for a row of NaNs, without its per-call overhead
+    (0.3 ms, which thousands of short series turned into seconds): NaNs sort last, so a
+    row's median is read off its first `count` sorted values, the mean of the two middle
+    ones when the count is even, computed as numpy's median computes it."""
+    if matrix.shape[1] == 0:
+        return np.full(matrix.shape[0], np.nan)
+    ordered = np.sort(matrix, axis=1)
+    count = np.sum(~np.isnan(matrix), axis=1)
+    rows = np.arange(matrix.shape[0])
+    low = ordered[rows, np.maximum(count - 1, 0) // 2]
+    high = ordered[rows, count // 2]
+    result: FloatArray = np.where(count > 0, (low + high) / 2, np.nan)
     return result
 
 
