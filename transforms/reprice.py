@@ -356,7 +356,10 @@ def cell_index(cells: pl.DataFrame, key_types: dict[str, pl.DataType]) -> pl.Exp
     Why not that join: an order-keeping join of a wide request frame moves every column
     (two thirds of repricing's time). Here a request's context is hashed, a context with
     one cell maps straight to it, and only a context split by time of day or prompt size
-    joins its cells, on a narrow frame of three columns."""
+    joins its cells, on a narrow frame of three columns. `reprice` builds `cells` from the
+    requests' own contexts, so every request finds its context; a request whose context is
+    missing from `cells` maps to null (no price) unless its hash equals a known context's,
+    a chance of 2^-64 per pair."""
     hashes = cells.select(
         pl.struct([pl.col(c).cast(key_types[c]) for c in CONTEXT_KEY])
         .hash(_CONTEXT_SEED)
