@@ -66,10 +66,16 @@ def _frame_from_objects(texts: list[str]) -> pl.DataFrame:
     try:
         return pl.read_ndjson(io.BytesIO(payload), infer_schema_length=None)
     except pl.exceptions.PolarsError:
-        # Conflicting nested shapes polars cannot unify: fall back to text leaves.
+        # Conflicting nested shapes polars cannot unify: fall back to text leaves, written
+        # as compact JSON, the form Polars gives a nested value read as text (the batch
+        # reader's fallback), so both readers hand the adapter the same string.
         rows = [
             {
-                k: (v if v is None or isinstance(v, str) else json.dumps(v))
+                k: (
+                    v
+                    if v is None or isinstance(v, str)
+                    else json.dumps(v, separators=(",", ":"), ensure_ascii=False)
+                )
                 for k, v in json.loads(t).items()
             }
             for t in texts
@@ -339,11 +345,34 @@ def first_present(schema: pl.Schema, *paths: Sequence[str]) -> pl.Expr:
 
 
 # --------------------------------------------------------------------------- canonical rows
+def _compact_json_batch(texts: pl.Series) -> pl.Series:
+    container = texts.str.starts_with("{") | texts.str.starts_with("[")
+    if not container.any():
+        return texts
+    compact = texts.str.json_path_match("$")
+    return (
+        pl.DataFrame({"t": texts, "c": compact, "k": container})
+        .select(pl.when(pl.col("k") & pl.col("c").is_not_null()).then("c").otherwise("t"))
+        .to_series()
+        .alias(texts.name)
+    )
+
+
+def compact_json(text: pl.Expr) -> pl.Expr:
+    """`text`, with a value that is a JSON object or array rewritten as compact JSON. An
+    object where a text field belongs reaches an adapter as JSON text in two spellings:
+    verbatim (`{"a": 1}`, a column Polars inferred as text because other rows hold strings)
+    or re-encoded (`{"a":1}`, a column inferred as a struct); one spelling keeps the result
+    independent of the other rows of the file and of the reader. Batches without such a
+    value (nearly all) are passed through untouched."""
+    return text.map_batches(_compact_json_batch, return_dtype=pl.String, is_elementwise=True)
+
+
 def coerce(expr: pl.Expr, dtype: pl.DataType, raw: pl.DataType | None = None) -> pl.Expr:
     """A raw value (of dtype `raw`, when known) as the canonical dtype; null when it cannot
     be read."""
     if dtype == pl.String:
-        return as_text(expr)
+        return compact_json(as_text(expr))
     if dtype == pl.Boolean:
         return as_bool(expr)
     if dtype.is_integer():
@@ -447,6 +476,8 @@ def assemble(
         )
         .with_columns(*defaults)
         .with_columns(*post)
+        # Every adapter: a key pasted into a text column never reaches the lake.
+        .with_columns(*scrub_secrets())
         .with_columns(
             # An unreadable line has nothing else worth saying about it.
             pl.when(pl.col("_parse_error").is_not_null())
@@ -710,7 +741,7 @@ def assemble_staged(
         {k: pl.col(f"_v_{k}") for k in values},
         {k: (pl.col(f"_t_{k}"), dtype) for k, (_, dtype) in timestamps.items()},
         extra_issues=[pl.col("_x_issues")],
-        post=[*no_usage_is_null(), *scrub_secrets()],
+        post=no_usage_is_null(),
     )
 
 

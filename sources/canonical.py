@@ -12,7 +12,7 @@ from pathlib import Path
 
 import polars as pl
 
-from sources.base import SourceContext, assemble, raw_dtype, read_records, scrub_secrets, value
+from sources.base import SourceContext, assemble, raw_dtype, read_records, value
 from transforms.schema import CANONICAL_SCHEMA
 
 KIND = "canonical"
@@ -33,4 +33,4 @@ def to_canonical(raw: pl.LazyFrame, ctx: SourceContext) -> pl.LazyFrame:
     if "provider" in values:
         values["provider"] = values["provider"].cast(pl.String).str.to_lowercase()
     timestamps = {n: (value(s, n), raw_dtype(s, n)) for n in TIMESTAMPS if n in s}
-    return assemble(raw, ctx, values, timestamps, post=scrub_secrets())
+    return assemble(raw, ctx, values, timestamps)

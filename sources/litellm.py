@@ -9,7 +9,8 @@ Quirks:
   `cache_creation_input_tokens`).
 - `model` is the deployment actually called; `model_group` is the alias the client asked for.
 - `cache_hit` is the STRING "True"/"False"; a hit never reached the provider.
-- `api_key` is already a hash of the virtual key; we prefix it `sha256:`.
+- `api_key` is already a hash of the virtual key; we prefix it `sha256:` (anything else,
+  such as a raw key, is hashed).
 - A stream without usage logs 0 prompt and 0 completion tokens: that is usage missing.
 - `metadata` and `request_tags` are JSON objects in exports, JSON strings in CSV and the DB.
 """
@@ -28,6 +29,7 @@ from sources.base import (
     dtype_of,
     field,
     first_present,
+    hashed_key,
     list_text,
     present,
     read_records,
@@ -146,9 +148,11 @@ def to_canonical(raw: pl.LazyFrame, ctx: SourceContext) -> pl.LazyFrame:
             else pl.lit(None),
         ),
         "user": pl.coalesce(as_text(col("end_user")), as_text(col("user"))),
-        "api_key_id": pl.when(as_text(col("api_key")).is_not_null()).then(
-            pl.lit("sha256:") + as_text(col("api_key"))
-        ),
+        # Normally already a hex hash of the virtual key, kept; anything else (a raw key
+        # pasted there) is hashed, never stored.
+        "api_key_id": pl.when(as_text(col("api_key")).str.contains(r"^[0-9a-fA-F]+$"))
+        .then(pl.lit("sha256:") + as_text(col("api_key")))
+        .otherwise(hashed_key(col("api_key"))),
         "attempt": as_int(first_present(s, ("metadata", "attempted_retries"))) + 1,
         "status": pl.when(status == "failure")
         .then(pl.when(timed_out).then(pl.lit("timeout")).otherwise(pl.lit("error")))
