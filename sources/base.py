@@ -640,16 +640,10 @@ def http_status(code_raw: pl.Expr) -> pl.Expr:
 
 
 def _sha256_texts(texts: pl.Series) -> pl.Series:
-    digests: dict[str, str] = {}
-    out: list[str | None] = []
-    for text in texts.to_list():
-        if text is None:
-            out.append(None)
-            continue
-        if text not in digests:
-            digests[text] = "sha256:" + hashlib.sha256(text.encode()).hexdigest()
-        out.append(digests[text])
-    return pl.Series(texts.name, out, dtype=pl.String)
+    # Hashed once per distinct value, then looked up: a batch holds a few keys, many rows.
+    distinct = texts.drop_nulls().unique().to_list()
+    digests = ["sha256:" + hashlib.sha256(t.encode()).hexdigest() for t in distinct]
+    return texts.replace_strict(distinct, digests, default=None, return_dtype=pl.String)
 
 
 def hashed_key(expr: pl.Expr) -> pl.Expr:
